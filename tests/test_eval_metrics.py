@@ -29,10 +29,10 @@ def test_bootstrap_stderr_of_the_mean_approaches_the_analytic_value():
 
 
 def test_macro_f1_hand_example():
-    # classes E, S, I; per-class F1: E 2*2/(4+1+1)=2/3, S 2*1/(2+1+1)=1/2, I 0 (one gold I, never predicted)
+    # classes E, S, I; per-class F1 = 2tp/(2tp+fp+fn): E 4/(4+2+1), S 2/(2+1+1), I 0 (gold I never predicted)
     pairs = [("E", "E"), ("E", "E"), ("E", "S"), ("S", "S"), ("S", "E"), ("E", "I")]
-    assert macro_f1(pairs) == pytest.approx((2 / 3 + 1 / 2 + 0) / 3)
-    assert macro_f1(pairs, labels=["E", "S", "I", "C"]) == pytest.approx((2 / 3 + 1 / 2) / 4)
+    assert macro_f1(pairs) == pytest.approx((4 / 7 + 1 / 2 + 0) / 3)
+    assert macro_f1(pairs, labels=["E", "S", "I", "C"]) == pytest.approx((4 / 7 + 1 / 2) / 4)
     assert macro_f1([("x", "E"), ("E", "E")]) == pytest.approx(2 / 3)  # unparseable prediction: a miss for E
 
 
