@@ -1,0 +1,173 @@
+"""Token losses for SFT: per-token log-probabilities and the loss weightings talr trains with.
+
+Every function here is pure torch on ``logp`` (log-probability of each target token) and ``mask`` (which positions
+are supervised). All weightings are expressed as per-token weights; the trainer turns weights into one loss with a
+single reduction (:func:`weighted_nll`), so a new weighting is one function.
+
+TALR (Token-Adaptive Loss Reweighting, Lin et al. 2025) gives each supervised token the weight that solves
+
+    min_{w in simplex}  sum_i w_i * l_i  +  tau * sum_i w_i * log w_i ,   l_i = -log p_theta(x_i),
+
+whose exact minimiser is ``w = softmax(-l / tau)``, i.e. ``w_i ∝ p_theta(x_i) ** (1 / tau)``: hard (low-probability)
+tokens get less weight and move the model less. Choices the paper leaves open, with the defaults used here:
+
+* ``tau="median"``: the median token loss of the batch (``tau_scope="token"``) or the median of the per-sequence mean
+  losses (``tau_scope="sequence"``). The median of an even count is the mean of the two middle values (numpy's
+  convention). A dynamic tau is clamped below at ``tau_min`` so a batch the model already predicts perfectly does not
+  divide by zero.
+* ``w_min=0.01``: the paper floors the weights to keep hard tokens alive but does not publish the value. The floor is
+  in mean-normalised units (a uniform weighting has every weight 1), applied before renormalising.
+* The normalisation set is the supervised tokens of the batch the function is given (the trainer passes one
+  micro-batch).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+IGNORE_INDEX = -100
+TAU_MIN = 1e-3
+HARD_TOKEN_PROB = 0.2  # a token is "hard" when the model gives it probability below this (the paper's threshold)
+
+TauSpec = float | Literal["median"]
+TauScope = Literal["token", "sequence"]
+
+
+def token_logprobs(
+    logits: torch.Tensor, labels: torch.Tensor, ignore_index: int = IGNORE_INDEX
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each next-token target, and the supervision mask.
+
+    ``logits`` is ``[batch, seq, vocab]`` and ``labels`` ``[batch, seq]`` as a causal LM sees them (position t
+    predicts label t+1). Returns ``(logp, mask)`` both ``[batch, seq - 1]``, computed in float32; ``logp`` is 0
+    where ``mask`` is false. Raises ``FloatingPointError`` if a supervised token's log-probability is not finite
+    (NaN or infinite logits).
+    """
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} and labels {tuple(labels.shape)} disagree")
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != ignore_index
+    targets = shift_labels.masked_fill(~mask, 0)
+    # cross_entropy keeps one float32 [N, vocab] buffer, unlike log_softmax followed by gather.
+    nll = F.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), targets.reshape(-1), reduction="none"
+    ).view_as(targets)
+    logp = (-nll).masked_fill(~mask, 0.0)
+    check_finite(logp, mask)
+    return logp, mask
+
+
+def check_finite(logp: torch.Tensor, mask: torch.Tensor) -> None:
+    supervised = logp.detach()[mask]
+    if not torch.isfinite(supervised).all():
+        bad = int((~torch.isfinite(supervised)).sum())
+        raise FloatingPointError(
+            f"{bad} of {supervised.numel()} supervised tokens have a non-finite log-probability "
+            "(NaN or infinite logits): the model has diverged or the input is corrupt."
+        )
+
+
+def _require_tokens(mask: torch.Tensor) -> int:
+    count = int(mask.sum())
+    if count == 0:
+        raise ValueError(
+            "The batch has no supervised token (every label is -100). talr's data pipeline drops such examples; "
+            "a batch made only of them means the data or the collator is wrong."
+        )
+    return count
+
+
+def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood over the supervised tokens."""
+    count = _require_tokens(mask)
+    return -(logp * mask).sum() / count
+
+
+def _median(values: torch.Tensor) -> torch.Tensor:
+    ordered = values.sort().values
+    n = ordered.numel()
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+
+
+def talr_tau(
+    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
+    tau_min: float = TAU_MIN,
+) -> torch.Tensor:
+    """The temperature of TALR's weights for this batch (a detached float32 scalar)."""
+    if tau != "median":
+        if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0:
+            raise ValueError(f"tau must be 'median' or a positive number, got {tau!r}")
+        return torch.tensor(float(tau), device=logp.device)
+    _require_tokens(mask)
+    losses = -logp.detach().float()
+    if tau_scope == "token":
+        median = _median(losses[mask])
+    elif tau_scope == "sequence":
+        counts = mask.sum(dim=-1)
+        has_tokens = counts > 0
+        per_sequence = (losses * mask).sum(dim=-1)[has_tokens] / counts[has_tokens]
+        median = _median(per_sequence)
+    else:
+        raise ValueError(f"tau_scope must be 'token' or 'sequence', got {tau_scope!r}")
+    return median.clamp_min(tau_min)
+
+
+def talr_weights(
+    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
+    w_min: float = 0.01, tau_min: float = TAU_MIN,
+) -> torch.Tensor:
+    """TALR token weights on the simplex: detached, shaped like ``logp``, summing to 1, zero where ``mask`` is false.
+
+    ``w = softmax(-l / tau)`` over the supervised tokens, then floored at ``w_min / N`` (``w_min`` in units where the
+    mean weight is 1) and renormalised.
+    """
+    if w_min < 0:
+        raise ValueError(f"w_min must be >= 0, got {w_min}")
+    count = _require_tokens(mask)
+    temperature = talr_tau(logp, mask, tau, tau_scope, tau_min)
+    supervised = logp.detach().float()[mask]
+    weights = torch.softmax(supervised / temperature, dim=0)  # softmax(-l / tau) with l = -logp
+    if w_min > 0:
+        weights = weights.clamp_min(w_min / count)
+        weights = weights / weights.sum()
+    out = torch.zeros_like(logp, dtype=torch.float32)
+    out[mask] = weights
+    return out.to(logp.dtype)
+
+
+def weighted_nll(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_i w_i * l_i`` with the weights held fixed (no gradient flows through them)."""
+    return -(weights.detach() * logp).sum()
+
+
+def talr_loss(
+    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
+    w_min: float = 0.01, tau_min: float = TAU_MIN,
+) -> torch.Tensor:
+    """TALR loss ``sum_i w_i * l_i`` with simplex weights: on the same scale as the SFT mean, so learning rates are
+    comparable between the two (uniform weights give exactly :func:`sft_loss`)."""
+    return weighted_nll(logp, talr_weights(logp, mask, tau, tau_scope, w_min, tau_min))
+
+
+def dft_weights(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """DFT (Wu et al. 2025; TRL's ``loss_type="dft"``): each token weighted by its own detached probability."""
+    return logp.detach().exp() * mask
+
+
+def dft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``mean_i(p_i * l_i)`` over supervised tokens, ``p_i`` detached: TALR with tau = 1 and no normalisation."""
+    count = _require_tokens(mask)
+    return weighted_nll(logp, dft_weights(logp, mask)) / count
+
+
+def effective_sample_fraction(weights: torch.Tensor, mask: torch.Tensor) -> float:
+    """Effective sample size of the weights as a fraction of the token count: ``1 / (N * sum_i w_i^2)`` with ``w``
+    normalised to the simplex; 1 for uniform weights, 1/N when one token takes all the weight."""
+    count = _require_tokens(mask)
+    w = weights.detach().float()[mask]
+    w = w / w.sum()
+    return float(1.0 / (count * (w * w).sum()))
