@@ -1,12 +1,12 @@
 import json
 
 import pytest
-from test_eval_fixtures import tiny_model, tiny_tokenizer
 
 from talr.evaluation import registry
 from talr.evaluation.evaluator import evaluate, format_table, samples_path
 from talr.evaluation.results import SampleLog, atomic_write_json
 from talr.evaluation.task import Choices, Generate, Scored, Task
+from talr.models import load_model
 
 
 class ToyGenerate(Task):
@@ -53,9 +53,9 @@ def toy_registry(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def tok_model():
-    tok = tiny_tokenizer()
-    return tok, tiny_model(tok)
+def tok_model(tiny_model_dir):
+    model, tok = load_model(tiny_model_dir)
+    return tok, model.eval()
 
 
 def _lines(path):

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from test_eval_fixtures import tiny_model, tiny_tokenizer
 
 from talr.evaluation.generation import (
     chat_prompt,
@@ -13,6 +12,8 @@ from talr.evaluation.generation import (
     response_token_ids,
     truncate_at_stop,
 )
+from talr.models import load_model
+from talr.testing import make_tiny_tokenizer
 
 PROMPTS = [
     [{"role": "user", "content": "hi"}],
@@ -24,9 +25,9 @@ PROMPTS = [
 
 
 @pytest.fixture(scope="module")
-def tok_model():
-    tok = tiny_tokenizer()
-    return tok, tiny_model(tok)
+def tok_model(tiny_model_dir):
+    model, tok = load_model(tiny_model_dir)
+    return tok, model.eval()
 
 
 def test_batched_generation_equals_one_prompt_at_a_time(tok_model):
@@ -91,7 +92,7 @@ def test_loglikelihood_matches_unpadded_brute_force(tok_model):
 
 
 def test_encode_pair_moves_trailing_space_to_continuation():
-    tok = tiny_tokenizer()
+    tok = make_tiny_tokenizer()
     ids, n = encode_pair(tok, "Answer: ", "yes")
     assert tok.decode(ids[-n:]) == " yes"
     assert tok.decode(ids) == "Answer: yes"
@@ -112,7 +113,7 @@ def test_response_bits_scores_only_the_response_through_end_of_turn(tok_model):
 
 
 def test_chat_prompt_requires_a_chat_template():
-    tok = tiny_tokenizer()
+    tok = make_tiny_tokenizer()
     tok.chat_template = None
     with pytest.raises(ValueError, match="chat_template"):
         chat_prompt(tok, PROMPTS[0])
