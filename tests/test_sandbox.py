@@ -144,7 +144,9 @@ def test_killing_the_evaluator_or_everything_fails():
     assert direct.status == "failed"
     everyone = run_python("import posix, signal\nposix.kill(-1, signal.SIGKILL)\nprint('survived')", FAST)
     assert not everyone.passed or everyone.stdout == "survived\n"
-    parent = run_python("import posix, signal\nposix.kill(posix.getppid(), signal.SIGKILL)", FAST)
-    assert parent.status == "failed"
+    # In its PID namespace the program's parent is invisible (getppid() == 0, so this signals its own process group,
+    # where it may only signal itself, and PID 1 ignores SIGKILL sent from inside): nothing outside is hit.
+    parent = run_python("import posix, signal\nposix.kill(posix.getppid(), signal.SIGKILL)\nprint('survived')", FAST)
+    assert parent.status == "failed" or parent.stdout == "survived\n"
     # Still here, and the sandbox still works.
     assert os.getpid() == me and run_python("print('ok')", FAST).passed
