@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from talr.evaluation.metrics import bootstrap_stderr, macro_f1, mean, mean_stderr, stderr_key, with_stderr
+from talr.evaluation.metrics import bootstrap_stderr, mean, mean_stderr, stderr_key, with_stderr
 
 
 def test_mean_stderr_is_binomial_with_n_minus_1():
@@ -26,14 +26,6 @@ def test_bootstrap_stderr_of_the_mean_approaches_the_analytic_value():
     boot = bootstrap_stderr(mean, values, iters=2000)
     assert boot == pytest.approx(mean_stderr(values), rel=0.1)
     assert bootstrap_stderr(mean, values, iters=200) == bootstrap_stderr(mean, values, iters=200)  # seeded
-
-
-def test_macro_f1_hand_example():
-    # classes E, S, I; per-class F1 = 2tp/(2tp+fp+fn): E 4/(4+2+1), S 2/(2+1+1), I 0 (gold I never predicted)
-    pairs = [("E", "E"), ("E", "E"), ("E", "S"), ("S", "S"), ("S", "E"), ("E", "I")]
-    assert macro_f1(pairs) == pytest.approx((4 / 7 + 1 / 2 + 0) / 3)
-    assert macro_f1(pairs, labels=["E", "S", "I", "C"]) == pytest.approx((4 / 7 + 1 / 2) / 4)
-    assert macro_f1([("x", "E"), ("E", "E")]) == pytest.approx(2 / 3)  # unparseable prediction: a miss for E
 
 
 def test_stderr_keys_follow_lm_eval():

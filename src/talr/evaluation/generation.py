@@ -182,8 +182,11 @@ def _max_length(model) -> int | None:
 @torch.inference_mode()
 def _span_logprobs(
     model, sequences: Sequence[tuple[list[int], int]], pad_id: int, batch_size: int, progress: bool, desc: str
-) -> list[float]:
+) -> list[float | None]:
     """Sum of natural-log probabilities of the last ``n`` tokens of each ``(token_ids, n)`` given what precedes them.
+
+    None where the ``n`` scored tokens alone exceed the model's positions (the caller records that item as failed);
+    a longer context is cut from the left.
 
     Rows are left padded, so the scored tokens sit at the end of every row and only the last ``max n`` positions'
     logits are computed (``logits_to_keep``): the vocabulary-sized logits are the memory that matters.
@@ -191,19 +194,21 @@ def _span_logprobs(
     model.eval()
     device = next(model.parameters()).device
     limit = _max_length(model)
-    inputs, targets = [], []
+    inputs, targets, fits = [], [], []
     for ids, n in sequences:
         if n < 1 or n > len(ids) - 1:
             raise ValueError(f"cannot score {n} tokens of a {len(ids)}-token sequence")
         if limit is not None and len(ids) - 1 > limit:
-            if n > limit:
-                raise ValueError(f"continuation of {n} tokens exceeds the model's {limit} positions")
             ids = ids[-(limit + 1) :]  # keep the scored tail and as much context as fits, like lm-eval
         inputs.append(ids[:-1])
         targets.append(ids[len(ids) - n :])
-    results: list[float] = [0.0] * len(sequences)
+        fits.append(limit is None or n <= limit)
+    results: list[float | None] = [None] * len(sequences)
     bar = tqdm(total=len(sequences), unit="item", desc=desc, disable=not progress)
-    for batch in _length_sorted_batches([len(x) for x in inputs], batch_size):
+    scorable = [i for i in range(len(sequences)) if fits[i]]
+    bar.update(len(sequences) - len(scorable))
+    for group in _length_sorted_batches([len(inputs[i]) for i in scorable], batch_size):
+        batch = [scorable[j] for j in group]
         input_ids, attention_mask, position_ids = _left_padded([inputs[i] for i in batch], pad_id, device)
         keep = max(len(targets[i]) for i in batch)
         logits = model(
@@ -241,8 +246,9 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 
 def loglikelihood(
     model, tokenizer, requests: Sequence[tuple[str, str]], *, batch_size: int = 16, progress: bool = False
-) -> list[float]:
-    """log P(continuation | context) summed over the continuation's tokens, for each ``(context, continuation)``."""
+) -> list[float | None]:
+    """log P(continuation | context) summed over the continuation's tokens, for each ``(context, continuation)``
+    (None for a continuation longer than the model's context window)."""
     sequences = [encode_pair(tokenizer, c, x) for c, x in requests]
     return _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "loglikelihood")
 
@@ -274,12 +280,13 @@ def response_token_ids(tokenizer, messages: Sequence[dict], response: str) -> tu
 
 def response_bits(
     model, tokenizer, examples: Sequence[dict], *, batch_size: int = 8, progress: bool = False
-) -> list[tuple[float, int]]:
+) -> list[tuple[float | None, int]]:
     """Code length of reference responses: ``(bits, n_tokens)`` per example ``{"messages": [...], "response": str}``.
 
     ``messages`` are the prompt turns (formatted with the chat template and a generation prompt); only the response
     tokens are scored (see :func:`response_token_ids`). ``bits = -sum log2 p(token)``; bits per token is the ratio.
+    ``bits`` is None for a response longer than the model's context window.
     """
     sequences = [response_token_ids(tokenizer, ex["messages"], ex["response"]) for ex in examples]
     logprobs = _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "response bits")
-    return [(-lp / LOG2, n) for lp, (_, n) in zip(logprobs, sequences)]
+    return [(None if lp is None else -lp / LOG2, n) for lp, (_, n) in zip(logprobs, sequences)]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 BOOTSTRAP_ITERS = 1000
@@ -46,25 +46,6 @@ def bootstrap_stderr(
     rng = random.Random(seed)
     estimates = [statistic([items[rng.randrange(n)] for _ in range(n)]) for _ in range(iters)]
     return math.sqrt(math.fsum((e - mean(estimates)) ** 2 for e in estimates) / (iters - 1))
-
-
-def macro_f1(pairs: Sequence[tuple[Hashable, Hashable]], labels: Sequence[Hashable] | None = None) -> float:
-    """Unweighted mean over classes of F1, from ``(predicted, gold)`` pairs.
-
-    Classes are ``labels`` if given, else every gold label seen (sklearn's default uses golds and predictions; a
-    prediction outside the label set, e.g. an unparseable answer, then only counts as a miss for its gold class).
-    A class with no gold and no predicted item has F1 0 when listed explicitly.
-    """
-    if not pairs:
-        raise ValueError("macro-F1 of no items")
-    classes = list(labels) if labels is not None else sorted({g for _, g in pairs}, key=str)
-    scores = []
-    for c in classes:
-        tp = sum(1 for p, g in pairs if p == c and g == c)
-        fp = sum(1 for p, g in pairs if p == c and g != c)
-        fn = sum(1 for p, g in pairs if p != c and g == c)
-        scores.append(0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn))
-    return mean(scores)
 
 
 def stderr_key(metric_key: str) -> str:
