@@ -45,6 +45,7 @@ def test_decimal_limits_are_inclusive(value, correct):
     ("53.1%", "0.531"),                        # a percentage is divided by 100
     ("str(round((140 - 87) * 2 / 4.2, 3))", str(round((140 - 87) * 2 / 4.2, 3))),
     ("str(sqrt(16) + 2^2)", "8.0"),            # ^ -> **, sqrt -> math.sqrt, as the official edits
+    ("str(0.00001)", "1e-05"),
     ("str(__import__('os').getcwd())", None),  # never executed: not arithmetic
     ("no number", None),
 ])
@@ -111,7 +112,8 @@ def test_fallback_without_json():
 
 @pytest.mark.parametrize("calculator_id", [2, 4, 13, 69])
 @pytest.mark.parametrize("output", ["", None, "}}{{", '{"answer": }', '{"answer": ""}', "lorem ipsum", "\x00" * 10,
-                                    '{"answer": "str((((("}', '{"answer": "str(9**9**9**9)"}'])
+                                    '{"answer": "str((((("}', '{"answer": "str(9**9**9**9)"}', "9" * 5000,
+                                    "9" * 400 + ".5", '{"answer": "str(1e308 * 10)"}'])
 def test_garbage_scores_zero_without_raising(calculator_id, output):
     row = make_row(calculator_id, {2: "1.5", 4: "3", 13: "01/02/2020", 69: "('3 weeks', '2 days')"}[calculator_id])
     result = medcalc.score(row, output)

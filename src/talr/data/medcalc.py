@@ -76,7 +76,9 @@ _EXPRESSION_EDITS = (("^", "**"), ("is odd", "% 2 == 1"), ("is even", "% 2 == 0"
                      ("kg", ""), ("g", ""), ("mEq/L", ""))
 # Fallback patterns, searched in the whole output when the JSON answer is missing or unparseable.
 _ANY_DATE = re.compile(r"\b(0?[1-9]|1[0-2])[/-](0?[1-9]|[12][0-9]|3[01])[/-](\d{4})\b")
-_WEEKS_OR_DAYS = re.compile(r"(\d+)\s*weeks?(?:\W{0,3}(?:and\s+)?(\d+)\s*days?)?|(\d+)\s*days?", re.IGNORECASE)
+# (?<!\d) starts numbers only at their first digit, which keeps the search linear on long digit runs.
+_WEEKS_OR_DAYS = re.compile(r"(?<!\d)(\d+)\s*weeks?(?:\W{0,3}(?:and\s+)?(\d+)\s*days?)?|(?<!\d)(\d+)\s*days?",
+                            re.IGNORECASE)
 # Numbers inside units are not answers: the 1.73 of "mL/min/1.73 m²" and the 2 of "kg/m^2".
 _UNIT_NUMBERS = re.compile(r"/\s*1\.73\s*m|(?<=[A-Za-z])\^-?\d+")
 
@@ -181,13 +183,17 @@ def _decimal_value(text: str) -> float | int | None:
 
 
 def _python_number(literal: str) -> float | int | None:
-    """What the official ``eval(literal)`` gives: Python rejects integer literals with leading zeros ("07")."""
+    """What the official ``eval(literal)`` gives for a number string, None where eval fails: Python rejects integer
+    literals with leading zeros ("07") and integers longer than 4300 digits."""
     digits = literal.lstrip("-")
-    if "." in digits:
-        return float(literal)
-    if len(digits) > 1 and digits[0] == "0" and digits.strip("0"):
+    try:
+        if not digits.isdigit():  # "1.5", and str(float) forms such as "1e-05"
+            return float(literal)
+        if len(digits) > 1 and digits[0] == "0" and digits.strip("0"):
+            return None
+        return int(literal)
+    except ValueError:
         return None
-    return int(literal)
 
 
 _OPERATORS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -269,7 +275,7 @@ def is_correct(answer: str, row: dict) -> bool:
         if calculator_id in INTEGER_IDS:
             return round(value) == _python_number(truth)
         return _python_number(row["Lower Limit"]) <= value <= _python_number(row["Upper Limit"])
-    except (ValueError, TypeError):  # unparseable strings are incorrect, as the official script's except branch
+    except (ValueError, TypeError, OverflowError):  # incorrect, as in the official script's except branch
         return False
 
 
