@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import math
 import re
 import sys
 
@@ -153,7 +152,8 @@ def test_unit_conversions_match_textbook_factors():
     # Calcium 2.5 mmol/L = 10.02 mg/dL; albumin 40 g/L = 4.0 g/dL, so no correction.
     assert solve["calcium_correction"]({"Calcium": [2.5, "mmol/L"], "Albumin": [40.0, "g/L"]})[0] == pytest.approx(10.02, abs=0.005)
     # Glucose 5.55 mmol/L = 100 mg/dL: no sodium correction.
-    assert solve["sodium_correction"]({"Sodium": [140.0, "mmol/L"], "Glucose": [5.55, "mmol/L"]})[0] == pytest.approx(140.0, abs=0.01)
+    corrected = solve["sodium_correction"]({"Sodium": [140.0, "mmol/L"], "Glucose": [5.55, "mmol/L"]})[0]
+    assert corrected == pytest.approx(140.0, abs=0.01)
     # Creatinine 88.4 umol/L = 1.0 mg/dL: CrCl of an underweight 60-year-old man of 50 kg = 80 * 50 / 72.
     entities = {"sex": "Male", "age": [60, "years"], "weight": [50.0, "kg"], "height": [175.0, "cm"],
                 "creatinine": [88.4, "µmol/L"]}
@@ -249,7 +249,8 @@ def _exact(name, e):
                            flag("Labile international normalized ratio"),
                            flag("Medication usage predisposing to bleeding"), e["Number of Alcoholic Drinks Per Week"])
     if name == "meld_na":
-        dialysis = e["Dialysis at least twice in the past week"] or e["Continuous veno-venous hemodialysis for ≥24 hours in the past week"]
+        dialysis = (e["Dialysis at least twice in the past week"]
+                    or e["Continuous veno-venous hemodialysis for ≥24 hours in the past week"])
         return sm.meld_na(_value(e, "creatinine", "mg/dL"), e["Bilirubin"][0], e["international normalized ratio"],
                           e["Sodium"][0], dialysis)
     raise AssertionError(f"no exact reference for {name}")

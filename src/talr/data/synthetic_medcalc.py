@@ -311,7 +311,8 @@ def _height(entity: Sequence, target: str) -> tuple[float, str]:
             return float(total_in), head
         factor, label = {"m": (0.0254, "m"), "cm": (2.54, "cm")}[target]
         converted = _r(total_in * factor)
-        return converted, head + f"Hence, the patient's height is {_n(total_in)} in * {factor} {label}/in = {_n(converted)} {label}. "
+        return converted, head + (f"Hence, the patient's height is {_n(total_in)} in * {factor} {label}/in = "
+                                  f"{_n(converted)} {label}. ")
     value, unit = entity[0], entity[1]
     if unit == target:
         return float(value), f"The patient's height is {_n(value)} {unit}. "
@@ -322,7 +323,8 @@ def _height(entity: Sequence, target: str) -> tuple[float, str]:
         raise ValueError(f"cannot convert a height from {unit!r} to {target!r}")
     factor, factor_text = factors[(unit, target)]
     converted = _r(value * factor)
-    return converted, f"The patient's height is {_n(value)} {unit}, which is {_n(value)} {unit} * {factor_text} = {_n(converted)} {target}. "
+    return converted, (f"The patient's height is {_n(value)} {unit}, which is {_n(value)} {unit} * {factor_text} = "
+                       f"{_n(converted)} {target}. ")
 
 
 def _weight_kg(entity: Sequence) -> tuple[float, str]:
@@ -331,10 +333,12 @@ def _weight_kg(entity: Sequence) -> tuple[float, str]:
         return float(value), f"The patient's weight is {_n(value)} kg. "
     if unit == "lbs":
         converted = _r(value * 0.453592)
-        return converted, f"The patient's weight is {_n(value)} lbs so this converts to {_n(value)} lbs * 0.453592 kg/lbs = {_n(converted)} kg. "
+        return converted, (f"The patient's weight is {_n(value)} lbs so this converts to {_n(value)} lbs * 0.453592 "
+                           f"kg/lbs = {_n(converted)} kg. ")
     if unit == "g":
         converted = _r(value / 1000.0)
-        return converted, f"The patient's weight is {_n(value)} g so this converts to {_n(value)} g / 1000 g/kg = {_n(converted)} kg. "
+        return converted, (f"The patient's weight is {_n(value)} g so this converts to {_n(value)} g / 1000 g/kg = "
+                           f"{_n(converted)} kg. ")
     raise ValueError(f"cannot convert a weight from {unit!r} to kg")
 
 
@@ -566,7 +570,8 @@ def _explain_free_water_deficit(entities: dict) -> tuple[float, str]:
     age, age_text = _age_years(entities["age"])
     fraction = total_body_water_fraction(age, sex)
     if age < 18:
-        group_text = f"The patient is less than 18 years old and so the patient is a child. This means total body water percentage value is {fraction}."
+        group_text = ("The patient is less than 18 years old and so the patient is a child. This means total body "
+                      f"water percentage value is {fraction}.")
     elif age < 65:
         group_text = (f"The patient's age is between 18 and 64 and so the patient is an adult. For adult "
                       f"{sex.lower()}s the total body water percentage value is {fraction}.")
@@ -708,7 +713,8 @@ def _explain_meld_na(entities: dict) -> tuple[int, str]:
              "of Na is mEq/L, the concentration of bilirubin is mg/dL, and the concentration of creatinine is mg/dL.",
              creatinine_text.strip()]
     if dialysis_twice or cvvhd:
-        what = "dialysis at least twice in the past week" if dialysis_twice else "continuous veno-venous hemodialysis for at least 24 hours in the past week"
+        what = ("dialysis at least twice in the past week" if dialysis_twice else
+                "continuous veno-venous hemodialysis for at least 24 hours in the past week")
         creatinine = 4.0
         lines.append(f"The patient has had {what}, and so we set the creatinine concentration to 4.0 mg/dL.")
     elif creatinine > 4.0:
@@ -849,8 +855,9 @@ _HISTORY: dict[str, tuple[str, tuple[str, ...], str]] = {
                                   ("poorly controlled hypertension with systolic readings above 160 mm Hg",
                                    "uncontrolled hypertension (systolic pressures of 165-180 mm Hg at home)"),
                                   "hypertension"),
-    "renal": ("Renal disease criteria for the HAS-BLED rule", ("end-stage renal disease on hemodialysis",
-                                                               "a kidney transplant", "chronic kidney disease with a baseline creatinine of 2.8 mg/dL"),
+    "renal": ("Renal disease criteria for the HAS-BLED rule",
+              ("end-stage renal disease on hemodialysis", "a kidney transplant",
+               "chronic kidney disease with a baseline creatinine of 2.8 mg/dL"),
               "kidney disease"),
     "liver": ("Liver disease criteria for the HAS-BLED rule", ("alcoholic cirrhosis", "cirrhosis secondary to hepatitis C"),
               "liver disease"),
@@ -880,7 +887,8 @@ _CLOSINGS = ("Further workup was arranged.", "The patient was admitted for furth
 @dataclass
 class _Patient:
     facts: dict = field(default_factory=dict)  # fact name -> entity value ([value, unit], bool or int)
-    canonical: dict = field(default_factory=dict)  # fact name -> value in canonical units
+    canonical: dict = field(default_factory=dict)  # lab name -> value in canonical units
+    history: dict = field(default_factory=dict)  # history item -> present
     shown: dict = field(default_factory=dict)  # lab name -> value as the note writes it ('1.0', '138')
 
 
@@ -988,6 +996,14 @@ def _alcohol_extras(rng: random.Random, patient: _Patient) -> dict:
     return {"Number of Alcoholic Drinks Per Week": drinks}
 
 
+def _friedewald_total_cholesterol(rng: random.Random, canonical: dict) -> float:
+    """Total cholesterol such that the Friedewald LDL lies in 50-220 mg/dL."""
+    return float(round(canonical["hdl"] + canonical["triglycerides"] / 5.0 + rng.uniform(50, 220)))
+
+
+_SAMPLED_FIRST = ("sodium", "bicarbonate", "hdl", "triglycerides")  # labs other labs' samplers depend on
+
+
 def _anion_gap_chloride(rng: random.Random, canonical: dict) -> float:
     """Chloride such that the anion gap lies in 3-30 mEq/L."""
     return float(canonical["sodium"] - canonical["bicarbonate"] - round(rng.uniform(3, 30)))
@@ -1056,7 +1072,8 @@ CALCULATORS: dict[str, CalculatorSpec] = {
         _explain_has_bled,
         history=("uncontrolled_hypertension", "renal", "liver", "stroke", "bleeding", "labile_inr", "bleeding_meds"),
         demographics=("age",), age_range=(40, 92), no_distractors=("creatinine", "ast", "alt"),
-        context=("{He} is on warfarin for atrial fibrillation.", "{He} is being started on anticoagulation for atrial fibrillation."),
+        context=("{He} is on warfarin for atrial fibrillation.",
+                 "{He} is being started on anticoagulation for atrial fibrillation."),
         extra_entities=_alcohol_extras),
     "sodium_correction": CalculatorSpec(
         26, "Sodium Correction for Hyperglycemia", "lab", "decimal",
@@ -1067,7 +1084,7 @@ CALCULATORS: dict[str, CalculatorSpec] = {
     "serum_osmolality": CalculatorSpec(
         30, "Serum Osmolality", "lab", "decimal",
         "What is the patient's serum osmolality in terms of mOsm/kg?",
-        "Calculated osmolality 2 Na + BUN/2.8 + glucose/18 (e.g. Rasouli, Clin Chem 2016 review; Dorwart & Chalmers 1975)",
+        "Dorwart & Chalmers, Clin Chem 1975;21:190-194",
         _explain_serum_osmolality, labs=("sodium", "bun", "glucose"),
         overrides=(("glucose", _uniform(70, 600)),)),
     "free_water_deficit": CalculatorSpec(
@@ -1087,7 +1104,8 @@ CALCULATORS: dict[str, CalculatorSpec] = {
         44, "LDL Calculated", "lab", "decimal",
         "What is the patient's LDL cholestrol concentration? Please outuput your answer in terms of mg/dL.",
         "Friedewald et al., Clin Chem 1972;18:499-502",
-        _explain_ldl, labs=("total_cholesterol", "hdl", "triglycerides")),
+        _explain_ldl, labs=("total_cholesterol", "hdl", "triglycerides"),
+        overrides=(("total_cholesterol", _friedewald_total_cholesterol),)),
     "qtc_fridericia": CalculatorSpec(
         56, "QTc Fridericia Calculator", "physical", "decimal",
         "Using the Fridericia Formula for corrected QT interval, what is the patient's corrected QT interval in "
@@ -1131,24 +1149,24 @@ def _sample_patient(rng: random.Random, spec: CalculatorSpec) -> _Patient:
     if patient.facts["age"][0] < 18:  # children: smaller bodies
         height_cm = round(110.0 + 4.5 * (patient.facts["age"][0] - 6) + rng.uniform(-6, 6), 1)
         weight_kg = round(rng.uniform(15.5, 21.0) * (height_cm / 100.0) ** 2, 1)
-    patient.canonical.update(height=height_cm, weight=weight_kg)
     patient.facts["height"] = _display_height(rng, height_cm)
     patient.facts["weight"] = _display_weight(rng, weight_kg)
 
-    history = {item: rng.random() < 0.4 for item in spec.history}
-    patient.canonical["history"] = history
-    hypertensive = history.get("hypertension") or history.get("uncontrolled_hypertension")
+    patient.history = {item: rng.random() < 0.4 for item in spec.history}
+    hypertensive = patient.history.get("hypertension") or patient.history.get("uncontrolled_hypertension")
     systolic = rng.randint(138, 188) if hypertensive else rng.randint(92, 138)
     diastolic = rng.randint(50, min(systolic - 25, 112))
     patient.facts["blood_pressure"] = (float(systolic), float(diastolic))
     patient.facts["heart_rate"] = rng.randint(46, 138)
-    patient.facts["qt"] = rng.randint(320, 500)
+    # QT shortens as the heart rate rises: draw a rate-corrected QT, then undo a Fridericia-type correction.
+    corrected_qt = min(max(rng.gauss(440.0, 35.0), 360.0), 560.0)
+    patient.facts["qt"] = int(round(corrected_qt * (60.0 / patient.facts["heart_rate"]) ** (1.0 / 3.0)))
     patient.facts["resp_rate"] = rng.randint(12, 28)
     patient.facts["temperature"] = round(rng.uniform(36.1, 39.3), 1)
     patient.facts["spo2"] = rng.randint(89, 100)
 
     overrides = dict(spec.overrides)
-    for name in ("sodium", "bicarbonate"):  # chloride depends on these
+    for name in _SAMPLED_FIRST:
         patient.canonical[name] = (overrides.get(name) or _LABS[name].sample)(rng, patient.canonical)
     for name, lab in _LABS.items():
         if name not in patient.canonical:
@@ -1167,15 +1185,16 @@ def _article(age: int) -> str:
     return "an" if age in (8, 11, 18) or 80 <= age <= 89 else "a"
 
 
-def _pronouns(sex: str) -> dict:
+def _pronouns(sex: str, age: int) -> dict:
     male = sex == "Male"
+    person = ("man" if male else "woman") if age >= 18 else ("boy" if male else "girl")
     return {"he": "he" if male else "she", "He": "He" if male else "She", "his": "his" if male else "her",
-            "His": "His" if male else "Her", "man": "man" if male else "woman", "male": "male" if male else "female"}
+            "His": "His" if male else "Her", "man": person, "male": "male" if male else "female"}
 
 
 def _render_note(rng: random.Random, spec: CalculatorSpec, patient: _Patient, stated_history: dict,
                  extras: dict, distractor_labs: Sequence[str]) -> str:
-    p = _pronouns(patient.facts["sex"])
+    p = _pronouns(patient.facts["sex"], patient.facts["age"][0])
     age = patient.facts["age"][0]
     article = _article(age)
     opening = rng.choice((
@@ -1231,14 +1250,16 @@ def _render_note(rng: random.Random, spec: CalculatorSpec, patient: _Patient, st
         shown.remove("blood_pressure")  # keep measured pressures from muddying the hypertension history items
     rng.shuffle(shown)
     if shown:
-        sentences.append(rng.choice(("On examination, ", "Vital signs: ", "On arrival, ")) + ", ".join(vitals[v] for v in shown) + ".")
+        opening_words = rng.choice(("On examination, ", "Vital signs: ", "On arrival, "))
+        sentences.append(opening_words + ", ".join(vitals[v] for v in shown) + ".")
     if "qt" in spec.vitals:
         sentences.append(rng.choice((
             f"An ECG showed sinus rhythm at {patient.facts['heart_rate']} bpm with a QT interval of {patient.facts['qt']} msec.",
             f"The electrocardiogram demonstrated a QT interval of {patient.facts['qt']} msec.",
         )))
-    height, weight = _height_text(patient.facts["height"]), f"{_format_plain(patient.facts['weight'][0])} {patient.facts['weight'][1]}"
-    if spec.body == ("height", "weight") or (spec.body and rng.random() < 0.5):
+    height = _height_text(patient.facts["height"])
+    weight = f"{_format_plain(patient.facts['weight'][0])} {patient.facts['weight'][1]}"
+    if spec.body == ("height", "weight") or rng.random() < 0.4:  # otherwise only what the calculator needs
         sentences.append(rng.choice((f"{p['He']} is {height} tall and weighs {weight}.",
                                      f"Height {height}, weight {weight}.",
                                      f"{p['His']} weight was {weight} and {p['his']} height {height}.")))
@@ -1285,7 +1306,7 @@ def _make_row(rng: random.Random, spec: CalculatorSpec, row_number: int, note_id
     # Present history items are always stated; absent ones are denied in the note or left out (MedCalc-Bench then
     # assumes them absent).
     stated_history = {item: True if present else (False if rng.random() < 0.6 else None)
-                      for item, present in patient.canonical["history"].items()}
+                      for item, present in patient.history.items()}
     extras = spec.extra_entities(rng, patient) if spec.extra_entities else {}
     pool = [name for name in _DISTRACTOR_LABS if name not in spec.labs and name not in spec.no_distractors]
     distractors = rng.sample(pool, rng.randint(2, 5))
