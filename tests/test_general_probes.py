@@ -91,6 +91,15 @@ def test_no_conflicting_instructions(rows, registry):
                 assert frozenset((a, b)) not in extra, (a, b)
 
 
+def test_keyword_instructions_use_distinct_words(rows):
+    for row in rows:
+        words = []
+        for kwargs in row["kwargs"]:
+            words += kwargs.get("keywords", []) + kwargs.get("forbidden_words", [])
+            words += [kwargs[key] for key in ("keyword", "first_word") if key in kwargs]
+        assert len(words) == len(set(words)), row
+
+
 def test_every_instruction_is_used(rows, registry):
     used = {instruction_id for row in rows for instruction_id in row["instruction_id_list"]}
     assert used == set(registry.INSTRUCTION_DICT)

@@ -174,8 +174,8 @@ _END_PHRASES = ("Any other questions?", "Is there anything else I can help with?
 _RELATIONS = ("less than", "at least")
 
 # Pairs IFEval's own conflict table allows but that cannot (or can hardly) be satisfied together: length limits of
-# different kinds, case changes against case-sensitive section markers, and letter/word-level English constraints
-# against answers in another language.
+# different kinds, case changes against case-sensitive section markers, a title or section marker where a paragraph
+# must start with a given word, and letter/word-level English constraints against answers in another language.
 _EXTRA_CONFLICTS: tuple[tuple[str, str], ...] = (
     ("length_constraints:number_words", "length_constraints:number_sentences"),
     ("length_constraints:number_words", "length_constraints:number_paragraphs"),
@@ -183,65 +183,90 @@ _EXTRA_CONFLICTS: tuple[tuple[str, str], ...] = (
     ("length_constraints:number_sentences", "length_constraints:nth_paragraph_first_word"),
     ("change_case:english_capital", "detectable_format:multiple_sections"),
     ("change_case:english_lowercase", "detectable_format:multiple_sections"),
+    ("detectable_format:title", "length_constraints:nth_paragraph_first_word"),
+    ("detectable_format:multiple_sections", "length_constraints:nth_paragraph_first_word"),
     ("language:response_language", "keywords:letter_frequency"),
     ("language:response_language", "change_case:capital_word_frequency"),
     ("language:response_language", "length_constraints:nth_paragraph_first_word"),
 )
 
 
-def _kwargs_samplers(language_codes: tuple[str, ...]) -> dict[str, Callable[[random.Random, _Topic, str], dict]]:
-    """instruction id -> (rng, topic, base task) -> kwargs for that checker's ``build_description``."""
+class _TopicWords:
+    """A topic's words handed out without repeats, so that keyword instructions in one prompt never contradict each
+    other (a word both required and forbidden); ``pending`` instructions still to serve get at least one word each."""
 
-    def relation_count(low_at_least: int, high_at_least: int, low_less: int, high_less: int, key: str, rel_key: str):
-        def sample(rng: random.Random, topic: _Topic, task: str) -> dict:
+    def __init__(self, rng: random.Random, words: tuple[str, ...], pending: int):
+        self.words = rng.sample(words, len(words))
+        self.pending = pending
+
+    def take(self, rng: random.Random, low: int, high: int) -> list[str]:
+        self.pending -= 1
+        count = rng.randint(low, min(high, len(self.words) - self.pending))
+        taken, self.words = self.words[:count], self.words[count:]
+        return taken
+
+
+_WORD_INSTRUCTIONS = ("keywords:existence", "keywords:frequency", "keywords:forbidden_words",
+                      "length_constraints:nth_paragraph_first_word")
+
+_Sampler = Callable[[random.Random, _TopicWords, str], dict]
+
+
+def _kwargs_samplers(language_codes: tuple[str, ...]) -> dict[str, _Sampler]:
+    """instruction id -> (rng, topic words, base task) -> kwargs for that checker's ``build_description``."""
+
+    def relation_count(low_at_least: int, high_at_least: int, low_less: int, high_less: int, key: str,
+                       rel_key: str) -> _Sampler:
+        def sample(rng: random.Random, words: _TopicWords, task: str) -> dict:
             relation = rng.choice(_RELATIONS)
             low, high = (low_at_least, high_at_least) if relation == "at least" else (low_less, high_less)
             return {rel_key: relation, key: rng.randint(low, high)}
         return sample
 
-    def nth_paragraph(rng: random.Random, topic: _Topic, task: str) -> dict:
+    def nth_paragraph(rng: random.Random, words: _TopicWords, task: str) -> dict:
         paragraphs = rng.randint(2, 5)
         return {"num_paragraphs": paragraphs, "nth_paragraph": rng.randint(1, paragraphs),
-                "first_word": rng.choice(topic.words)}
+                "first_word": words.take(rng, 1, 1)[0]}
 
-    def letter(rng: random.Random, topic: _Topic, task: str) -> dict:
-        relation = rng.choice(_RELATIONS)
-        frequency = rng.randint(3, 12) if relation == "at least" else rng.randint(2, 6)
-        return {"letter": rng.choice("abcdefghiklmnoprstuwy"), "let_frequency": frequency, "let_relation": relation}
+    def letter(rng: random.Random, words: _TopicWords, task: str) -> dict:
+        # "At least" for common letters, "less than" for rare ones: both can be met by a normal English answer.
+        if rng.random() < 0.5:
+            return {"letter": rng.choice("aeinorst"), "let_frequency": rng.randint(5, 20), "let_relation": "at least"}
+        return {"letter": rng.choice("jqxz"), "let_frequency": rng.randint(1, 3), "let_relation": "less than"}
 
-    def keyword_frequency(rng: random.Random, topic: _Topic, task: str) -> dict:
+    def keyword_frequency(rng: random.Random, words: _TopicWords, task: str) -> dict:
         relation = rng.choice(_RELATIONS)
         frequency = rng.randint(1, 4) if relation == "at least" else rng.randint(2, 4)
-        return {"keyword": rng.choice(topic.words), "frequency": frequency, "relation": relation}
+        return {"keyword": words.take(rng, 1, 1)[0], "frequency": frequency, "relation": relation}
 
-    def capital_words(rng: random.Random, topic: _Topic, task: str) -> dict:
+    def capital_words(rng: random.Random, words: _TopicWords, task: str) -> dict:
         relation = rng.choice(_RELATIONS)
         frequency = rng.randint(1, 10) if relation == "at least" else rng.randint(2, 12)
         return {"capital_frequency": frequency, "capital_relation": relation}
 
-    no_args = lambda rng, topic, task: {}  # noqa: E731 - checkers that take no arguments
+    no_args = lambda rng, words, task: {}  # noqa: E731 - checkers that take no arguments
     return {
-        "keywords:existence": lambda rng, topic, task: {"keywords": rng.sample(topic.words, rng.randint(1, 2))},
+        "keywords:existence": lambda rng, words, task: {"keywords": words.take(rng, 1, 2)},
         "keywords:frequency": keyword_frequency,
-        "keywords:forbidden_words": lambda rng, topic, task: {"forbidden_words": rng.sample(topic.words, rng.randint(1, 3))},
+        "keywords:forbidden_words": lambda rng, words, task: {"forbidden_words": words.take(rng, 1, 3)},
         "keywords:letter_frequency": letter,
-        "language:response_language": lambda rng, topic, task: {"language": rng.choice(language_codes)},
+        "language:response_language": lambda rng, words, task: {"language": rng.choice(language_codes)},
         "length_constraints:number_sentences": relation_count(3, 12, 3, 10, "num_sentences", "relation"),
-        "length_constraints:number_paragraphs": lambda rng, topic, task: {"num_paragraphs": rng.randint(2, 5)},
+        "length_constraints:number_paragraphs": lambda rng, words, task: {"num_paragraphs": rng.randint(2, 5)},
         "length_constraints:number_words": relation_count(100, 400, 50, 300, "num_words", "relation"),
         "length_constraints:nth_paragraph_first_word": nth_paragraph,
-        "detectable_content:number_placeholders": lambda rng, topic, task: {"num_placeholders": rng.randint(1, 6)},
-        "detectable_content:postscript": lambda rng, topic, task: {"postscript_marker": rng.choice(("P.S.", "P.P.S"))},
-        "detectable_format:number_bullet_lists": lambda rng, topic, task: {"num_bullets": rng.randint(2, 6)},
+        "detectable_content:number_placeholders": lambda rng, words, task: {"num_placeholders": rng.randint(1, 6)},
+        "detectable_content:postscript": lambda rng, words, task: {"postscript_marker": rng.choice(("P.S.", "P.P.S"))},
+        "detectable_format:number_bullet_lists": lambda rng, words, task: {"num_bullets": rng.randint(2, 6)},
         "detectable_format:constrained_response": no_args,
-        "detectable_format:number_highlighted_sections": lambda rng, topic, task: {"num_highlights": rng.randint(1, 4)},
-        "detectable_format:multiple_sections": lambda rng, topic, task: {
+        "detectable_format:number_highlighted_sections": lambda rng, words, task: {"num_highlights": rng.randint(1, 4)},
+        "detectable_format:multiple_sections": lambda rng, words, task: {
             "section_spliter": rng.choice(("Section", "SECTION")), "num_sections": rng.randint(2, 5)},
         "detectable_format:json_format": no_args,
         "detectable_format:title": no_args,
         "combination:two_responses": no_args,
-        "combination:repeat_prompt": lambda rng, topic, task: {"prompt_to_repeat": task},
-        "startend:end_checker": lambda rng, topic, task: {"end_phrase": rng.choice(_END_PHRASES)},
+        "combination:repeat_prompt": lambda rng, words, task: {"prompt_to_repeat": task},
+        "startend:end_checker": lambda rng, words, task: {"end_phrase": rng.choice(_END_PHRASES)},
         "change_case:capital_word_frequency": capital_words,
         "change_case:english_capital": no_args,
         "change_case:english_lowercase": no_args,
@@ -324,9 +349,10 @@ def generate_ifeval_rows(n: int, seed: int = 0) -> list[dict]:
         else:
             topic = rng.choice(_TOPICS)
         prompt = topic.task
+        words = _TopicWords(rng, topic.words, sum(i in _WORD_INSTRUCTIONS for i in chosen))
         kwargs_list = []
         for instruction_id in chosen:
-            kwargs = samplers[instruction_id](rng, topic, prompt)
+            kwargs = samplers[instruction_id](rng, words, prompt)
             checker = registry.INSTRUCTION_DICT[instruction_id](instruction_id)
             description = checker.build_description(**kwargs)
             # A new line where the text so far does not end a sentence (the paragraph description ends in "***").
