@@ -339,6 +339,27 @@ def test_csv_round_trip(tmp_path, rows):
     assert _read_csv(path) == rows[:40]
 
 
+def test_data_folder_layout(tmp_path):
+    root = sm.write_data_folder(tmp_path, n_train=30, n_test=20, seed=1)
+    train, test = _read_csv(root / sm.TRAIN_FILE), _read_csv(root / sm.TEST_FILE)
+    assert (len(train), len(test)) == (30, 20)
+    assert train == sm.generate_rows(30, seed=2) and test == sm.generate_rows(20, seed=3)
+    assert not {row["Note ID"] for row in train} & {row["Note ID"] for row in test}
+
+
+def test_medcalc_source_reads_and_scores_synthetic_rows(tmp_path):
+    medcalc = pytest.importorskip("talr.data.medcalc")  # the MedCalc-Bench source module, once merged
+    root = sm.write_data_folder(tmp_path, n_train=len(sm.CALCULATORS), n_test=2 * len(sm.CALCULATORS), seed=0)
+    assert len(medcalc.load_rows("train", data_dir=root)) == len(sm.CALCULATORS)
+    for row in medcalc.load_rows("test", data_dir=root):
+        example = medcalc.to_sft_example(row, "reasoning")
+        assert example["messages"][-1]["role"] == "assistant"
+        truth = row["Ground Truth Answer"]
+        assert medcalc.score(row, example["messages"][-1]["content"])["official_correct"], row["Calculator Name"]
+        off = str(float(truth) * 1.2 + (1 if row["Output Type"] == "integer" else 0.5))
+        assert not medcalc.score(row, '{"answer": "%s"}' % off)["correct"], (row["Calculator Name"], truth, off)
+
+
 # --- the real benchmark ---------------------------------------------------------------------------------------
 
 

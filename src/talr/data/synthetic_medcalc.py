@@ -1361,3 +1361,20 @@ def write_csv(rows: Sequence[dict], path: str | Path) -> Path:
         writer.writeheader()
         writer.writerows(rows)
     return path
+
+
+# Where MedCalc-Bench's files lie inside a benchmark data folder (see ../shared/data/README.md).
+TEST_FILE = "medcalc_bench/test_data.csv"
+TRAIN_FILE = "medcalc_bench/train_subset/valid_split.csv"
+
+
+def write_data_folder(root: str | Path, n_train: int, n_test: int, seed: int = 0,
+                      calculators: Sequence[str] | None = None) -> Path:
+    """Write synthetic train and test files where a benchmark data folder keeps MedCalc-Bench's, so the MedCalc-Bench
+    loader reads them unchanged (point ``TALR_DATA_DIR`` or ``data_dir`` at ``root``). Train rows use seed
+    ``2 * seed`` and test rows ``2 * seed + 1``: no note is shared."""
+    root = Path(root)
+    write_csv(generate_rows(n_train, 2 * seed, calculators), root / TRAIN_FILE)
+    write_csv(generate_rows(n_test, 2 * seed + 1, calculators), root / TEST_FILE)
+    return root
+
