@@ -12,7 +12,7 @@ from talr import theory as T
 LAB_CASES = [
     {"vocab": 3, "depth": 3, "n_hard": 3, "seed": 1},
     {"vocab": 4, "depth": 3, "n_hard": 5, "seed": 2, "easy_strength": 0.5},
-    {"vocab": 5, "depth": 2, "n_hard": 2, "seed": 3, "fit_noise": 0.3, "easy_strength": 0.3, "strength": 0.6},
+    {"vocab": 5, "depth": 2, "n_hard": 2, "seed": 3, "fit_noise": 0.3, "easy_strength": 0.3, "hard_strength": 0.6},
 ]
 METHODS = ("sft", "talr", "talr_node")
 
@@ -39,7 +39,7 @@ def test_sequence_probs_match_token_by_token_walk(vocab, depth, seed):
 def test_kl_by_enumeration_equals_chain_rule(case):
     lab = T.make_lab(**case)
     other = T.random_tree_model(lab.model.vocab, lab.model.depth, np.random.default_rng(7))
-    # strength 1 puts zeros in P2's conditionals, exercising the 0 log 0 = 0 convention on both sides.
+    # hard_strength 1 puts zeros in P2's conditionals, exercising the 0 log 0 = 0 convention on both sides.
     one_hot_domain = T.domain_distribution(lab.general, lab.model, list(lab.hard_nodes), 1.0, 0.1, 1.0)
     for p, q in [(lab.general, other), (lab.domain, lab.model), (other, lab.general), (one_hot_domain, other)]:
         assert T.kl_bits(p, q) == pytest.approx(T.kl_bits_by_nodes(p, q), abs=1e-12)
@@ -121,7 +121,8 @@ def test_domain_gain_is_positive_for_small_steps(case, method):
         reach = T.node_reach(lab.domain)
         slope = sum(float(r**2 @ ((p - q) ** 2).sum(axis=1))
                     for r, p, q in zip(reach, lab.domain.conditionals, lab.model.conditionals))
-        assert -T.step_expansion_bits(lab.domain, lab.model, direction)[0] == pytest.approx(slope / math.log(2), rel=1e-12)
+        gain_slope = -T.step_expansion_bits(lab.domain, lab.model, direction)[0]
+        assert gain_slope == pytest.approx(slope / math.log(2), rel=1e-12)
 
 
 @pytest.mark.parametrize("seed", range(3))

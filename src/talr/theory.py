@@ -39,7 +39,8 @@ class TreeModel:
         vocab = self.conditionals[0].shape[-1]
         for level, cond in enumerate(self.conditionals):
             if cond.shape != (vocab**level, vocab):
-                raise ValueError(f"level {level}: conditionals have shape {cond.shape}, expected {(vocab**level, vocab)}")
+                expected = (vocab**level, vocab)
+                raise ValueError(f"level {level}: conditionals have shape {cond.shape}, expected {expected}")
             if cond.dtype != np.float64:
                 raise ValueError(f"level {level}: conditionals must be float64, got {cond.dtype}")
             if np.any(cond < 0) or not np.allclose(cond.sum(axis=1), 1.0, rtol=0.0, atol=1e-12):
@@ -131,18 +132,18 @@ def domain_distribution(
     general: TreeModel,
     model: TreeModel,
     hard_nodes: list[Node],
-    strength: float,
+    hard_strength: float,
     threshold: float,
     easy_strength: float = 0.0,
 ) -> TreeModel:
-    """``P2(.|s) = (1 - a) P1(.|s) + a * onehot(d(s))`` with ``a = strength`` at hard nodes, else ``easy_strength``.
+    """``P2(.|s) = (1 - a) P1(.|s) + a onehot(d(s))``, ``a = hard_strength`` at hard nodes, else ``easy_strength``.
 
     The domain token ``d(s)`` is the one ``model`` finds most likely, except at ``hard_nodes`` where it is the one
     ``model`` finds least likely; a hard node's domain token must have model probability below ``threshold`` and an
     easy node's at least ``threshold``, and wherever the mixing weight is positive ``d(s)`` must end up P2's most
     likely token (the domain's preferred token). ``easy_strength = 0`` makes P2 equal P1 away from the hard nodes.
     """
-    for name, value in (("strength", strength), ("easy_strength", easy_strength)):
+    for name, value in (("hard_strength", hard_strength), ("easy_strength", easy_strength)):
         if not 0.0 <= value <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], got {value}")
     hard = set(hard_nodes)
@@ -163,26 +164,26 @@ def domain_distribution(
         if np.any(token_prob[~is_hard] < threshold):
             bad = [(k, int(i)) for i in np.flatnonzero(~is_hard & (token_prob < threshold))]
             raise ValueError(f"nodes {bad}: the most likely token has model probability below threshold {threshold}")
-        mix = np.where(is_hard, strength, easy_strength)[:, None]
+        mix = np.where(is_hard, hard_strength, easy_strength)[:, None]
         p2 = (1.0 - mix) * p1 + mix * np.eye(model.vocab)[tokens]
         others = np.where(np.eye(model.vocab, dtype=bool)[tokens], -np.inf, p2).max(axis=1)
         not_preferred = (mix[:, 0] > 0) & (p2[np.arange(len(p2)), tokens] <= others)
         if np.any(not_preferred):
             bad = [(k, int(i)) for i in np.flatnonzero(not_preferred)]
-            raise ValueError(f"nodes {bad}: strength too small for the domain token to be P2's most likely token")
+            raise ValueError(f"nodes {bad}: mixing strength too small for the domain token to be P2's most likely")
         levels.append(p2)
     return TreeModel(tuple(levels))
 
 
 def hard_node_order(
-    model: TreeModel, general: TreeModel, strength: float, threshold: float, easy_strength: float = 0.0
+    model: TreeModel, general: TreeModel, hard_strength: float, threshold: float, easy_strength: float = 0.0
 ) -> list[Node]:
     """Nodes that can be made hard, in the order they are made hard: deepest level first, then most domain traffic.
 
     Deepest-first keeps the sets nested and makes each added hard node change one conditional without moving the
     domain's traffic to nodes made hard before it; within a level the order is by the reach of the all-easy domain.
     """
-    easy_domain = domain_distribution(general, model, [], strength, threshold, easy_strength)
+    easy_domain = domain_distribution(general, model, [], hard_strength, threshold, easy_strength)
     reach = node_reach(easy_domain)
     order = []
     for k in reversed(range(model.depth)):
@@ -193,7 +194,7 @@ def hard_node_order(
 
 @dataclass(frozen=True)
 class Lab:
-    """A general distribution ``general`` (P1), the model before fine-tuning ``model`` (q1), a domain ``domain`` (P2)."""
+    """General distribution ``general`` (P1), model before fine-tuning ``model`` (q1), domain ``domain`` (P2)."""
 
     general: TreeModel
     model: TreeModel
@@ -208,7 +209,7 @@ def make_lab(
     seed: int = 0,
     logit_scale: float = 2.0,
     fit_noise: float = 0.0,
-    strength: float = 0.8,
+    hard_strength: float = 0.8,
     threshold: float = 0.1,
     easy_strength: float = 0.0,
 ) -> Lab:
@@ -216,11 +217,11 @@ def make_lab(
     rng = np.random.default_rng(seed)
     general = random_tree_model(vocab, depth, rng, logit_scale)
     model = perturbed(general, rng, fit_noise) if fit_noise > 0 else general
-    order = hard_node_order(model, general, strength, threshold, easy_strength)
+    order = hard_node_order(model, general, hard_strength, threshold, easy_strength)
     if n_hard > len(order):
         raise ValueError(f"n_hard={n_hard} but only {len(order)} nodes have a token below threshold {threshold}")
     hard = tuple(order[:n_hard])
-    domain = domain_distribution(general, model, list(hard), strength, threshold, easy_strength)
+    domain = domain_distribution(general, model, list(hard), hard_strength, threshold, easy_strength)
     return Lab(general, model, domain, hard)
 
 
@@ -345,7 +346,8 @@ def step_outcome(lab: Lab, direction: list[np.ndarray], step: float) -> tuple[fl
 def step_expansion_bits(data: TreeModel, model: TreeModel, direction: list[np.ndarray]) -> tuple[float, float, float]:
     """``(a, b, c)`` with ``Delta L(P)(step) = a step + b step**2 / 2 + c step**3 / 6 + O(step**4)`` (bits).
 
-    Per node, ``f(step) = KL(P_s || q_step)`` has ``f' = (q - P_s).g``, ``f'' = Var_q(g)``, ``f''' = E_q[(g - E_q g)^3]``.
+    Per node, ``f(step) = KL(P_s || q_step)`` has ``f' = (q - P_s).g``, ``f'' = Var_q(g)`` and
+    ``f''' = E_q[(g - E_q g)^3]`` (``q = q_step``); reach_P-weighted sums over nodes at step 0 give a, b, c.
     """
     a = b = c = 0.0
     for reach, p, q, g in zip(node_reach(data), data.conditionals, model.conditionals, direction):
@@ -383,6 +385,10 @@ def damage_bound_bits(data: TreeModel, model: TreeModel, direction: list[np.ndar
     return total / LN2
 
 
+# Largest step searched for the peak gain; a method whose gain still rises there is compared up to its gain there.
+MAX_STEP = 300.0
+
+
 def peak_gain_step(lab: Lab, direction: list[np.ndarray], max_step: float, grid: int = 120) -> float:
     """Step on a log grid up to ``max_step`` where the domain gain peaks: beyond it the one step overshoots P2."""
     steps = np.geomspace(max_step * 1e-4, max_step, grid)
@@ -391,11 +397,16 @@ def peak_gain_step(lab: Lab, direction: list[np.ndarray], max_step: float, grid:
 
 
 def step_for_gain(lab: Lab, direction: list[np.ndarray], target_gain: float, peak_step: float) -> float:
-    """Step in ``(0, peak_step]`` whose domain gain is ``target_gain`` (bisection; the gain rises up to its peak)."""
+    """Smallest step in ``(0, peak_step]`` whose domain gain reaches ``target_gain``, to float precision.
+
+    The first crossing is bracketed on a log grid (resolution 1.07x in step) and then bisected.
+    """
     if not 0 < target_gain <= step_outcome(lab, direction, peak_step)[1]:
         raise ValueError(f"gain {target_gain} bits is not between 0 and the gain at step {peak_step}")
-    low, high = 0.0, peak_step
-    for _ in range(80):
+    grid = np.geomspace(peak_step * 1e-6, peak_step, 200)
+    first = next(i for i, s in enumerate(grid) if step_outcome(lab, direction, s)[1] >= target_gain)
+    low, high = (0.0 if first == 0 else float(grid[first - 1])), float(grid[first])
+    for _ in range(60):
         mid = 0.5 * (low + high)
         if step_outcome(lab, direction, mid)[1] < target_gain:
             low = mid
@@ -404,9 +415,27 @@ def step_for_gain(lab: Lab, direction: list[np.ndarray], target_gain: float, pea
     return 0.5 * (low + high)
 
 
+def matched_gain_damages(lab: Lab, methods: tuple[str, ...], fractions: tuple[float, ...]) -> list[tuple[float, dict]]:
+    """``[(gain, {method: damage})]`` at gains ``fraction * (smallest peak gain of methods)``, or ``[]`` if it is <= 0."""
+    directions = {m: method_direction(lab, m) for m in methods}
+    peaks = {m: peak_gain_step(lab, d, MAX_STEP) for m, d in directions.items()}
+    top = min(step_outcome(lab, directions[m], peaks[m])[1] for m in methods)
+    if top <= 0:
+        return []
+    rows = []
+    for fraction in fractions:
+        gain = fraction * top
+        steps = {m: step_for_gain(lab, d, gain, peaks[m]) for m, d in directions.items()}
+        rows.append((gain, {m: step_outcome(lab, d, steps[m])[0] for m, d in directions.items()}))
+    return rows
+
+
+
 # --- figures and the numbers quoted in docs/theory.md ------------------------------------------------------------
 
-FIGURE_LAB = {"vocab": 4, "depth": 4, "seed": 0, "n_hard": 8, "easy_strength": 0.5, "strength": 0.8, "threshold": 0.1}
+FIGURE_LAB = {
+    "vocab": 4, "depth": 4, "seed": 0, "n_hard": 8, "easy_strength": 0.5, "hard_strength": 0.8, "threshold": 0.1
+}
 METHOD_STYLE = {
     "sft": ("SFT (w = 1)", "tab:blue", "-"),
     "talr": ("TALR, per-token weights", "tab:orange", "-"),
@@ -415,11 +444,6 @@ METHOD_STYLE = {
 }
 COMPARED = ("sft", "talr", "talr_node")
 STEPS = np.geomspace(1e-2, 1e2, 161)
-MAX_STEP = 300.0
-
-
-def _label(method: str) -> str:
-    return METHOD_STYLE[method][0]
 
 
 def _plot(ax, x, y, method: str, **extra) -> None:
@@ -438,7 +462,8 @@ def _figure_step_size(lab: Lab, path: Path) -> Path:
         _plot(right, STEPS, gain, method)
     sft_gain_peak = max(step_outcome(lab, method_direction(lab, "sft"), s)[1] for s in STEPS)
     _, b1, _ = step_expansion_bits(lab.general, lab.model, method_direction(lab, "sft"))
-    left.plot(STEPS, b1 / 2 * STEPS**2, color="black", linestyle=":", linewidth=1, label="SFT quadratic term (b1/2) λ²")
+    left.plot(STEPS, b1 / 2 * STEPS**2, color="black", linestyle=":", linewidth=1,
+              label="SFT quadratic term (b1/2) λ²")
     left.set(xscale="log", yscale="log", ylim=(1e-7, None), xlabel="step size λ",
              ylabel="general damage ΔL(P1)  [bits]", title="General damage grows ~λ² (q1 = P1)")
     right.axhline(0.0, color="black", linewidth=0.6)
@@ -460,21 +485,25 @@ def _figure_hard_nodes(path: Path) -> Path:
 
     counts = np.arange(0, 25)
     steps = (1.0, 10.0)
-    domains = ((0.0, "P2 = P1 except at hard nodes"), (FIGURE_LAB["easy_strength"], "mixed domain (easy nodes sharpened too)"))
+    domains = (
+        (0.0, "P2 = P1 except at hard nodes"),
+        (FIGURE_LAB["easy_strength"], "mixed domain (easy nodes sharpened too)"),
+    )
     fig, axes = plt.subplots(2, 2, figsize=(11.5, 8.0), constrained_layout=True)
     for row, (easy_strength, domain_name) in enumerate(domains):
         labs = [make_lab(**{**FIGURE_LAB, "n_hard": int(m), "easy_strength": easy_strength}) for m in counts]
         for col, step in enumerate(steps):
             ax = axes[row, col]
             for method in COMPARED:
-                damage = [step_outcome(lab, method_direction(lab, method), step)[0] for lab in labs]
-                _plot(ax, counts, damage, method, marker="o", markersize=3)
+                damage = np.array([step_outcome(lab, method_direction(lab, method), step)[0] for lab in labs])
+                # below 1e-12 bits is zero up to rounding (no domain gradient yet); keep it off the log axis
+                _plot(ax, counts, np.where(damage > 1e-12, damage, np.nan), method, marker="o", markersize=3)
             ax.set(yscale="log", xlabel="number of hard nodes m", ylabel="general damage ΔL(P1)  [bits]",
                    title=f"{domain_name}, λ = {step:g}")
             ax.grid(alpha=0.3)
             ax.legend(fontsize=8, loc="best")
-    fig.suptitle("General damage at a fixed step vs the number of hard nodes (m = 0 is off the log axis where the "
-                 "damage is 0)", fontsize=11)
+    fig.suptitle("General damage at a fixed step vs the number of hard nodes (points with zero damage are left out "
+                 "of the log axis)", fontsize=11)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -505,21 +534,23 @@ def _figure_cost_per_gain(lab: Lab, path: Path) -> Path:
     return path
 
 
-SCAN_SETTINGS = tuple((easy, strength) for easy in (0.0, 0.5) for strength in (0.5, 0.8))
+SCAN_SETTINGS = tuple((easy, hard_strength) for easy in (0.0, 0.5) for hard_strength in (0.5, 0.8))
 SCAN_FRACTIONS = (0.1, 0.5, 0.9)
 
 
 @functools.lru_cache(maxsize=4)
 def matched_gain_scan(seeds: int) -> dict[tuple[float, float, str], dict]:
-    """Over random trees (``FIGURE_LAB`` with seeds ``0..seeds-1``) and ``SCAN_SETTINGS`` (easy_strength, strength):
-    damage ratio TALR variant / SFT at matched gains (``SCAN_FRACTIONS`` of the smaller peak gain), the cost-per-gain
-    ratio variant / SFT at the same step 1, and the number of trees where the variant has no positive gain."""
+    """TALR variant vs SFT over random trees (``FIGURE_LAB``, seeds ``0..seeds-1``) for each ``SCAN_SETTINGS`` domain.
+
+    Per (easy_strength, hard_strength, variant): damage ratios variant / SFT at matched gains (``SCAN_FRACTIONS`` of the
+    smaller peak gain), cost-per-gain ratios variant / SFT at step 1, and how many trees give the variant no gain.
+    """
     from tqdm import tqdm
 
     scan = {}
-    for easy_strength, strength in tqdm(SCAN_SETTINGS, desc="matched-gain scan", leave=False):
-        labs = [make_lab(**{**FIGURE_LAB, "seed": seed, "easy_strength": easy_strength, "strength": strength})
-                for seed in range(seeds)]
+    for easy_strength, hard_strength in tqdm(SCAN_SETTINGS, desc="matched-gain scan", leave=False):
+        settings = {**FIGURE_LAB, "easy_strength": easy_strength, "hard_strength": hard_strength}
+        labs = [make_lab(**{**settings, "seed": seed}) for seed in range(seeds)]
         for variant in ("talr", "talr_node"):
             result = {"matched": {f: [] for f in SCAN_FRACTIONS}, "same_step": [], "no_gain": 0}
             for lab in labs:
@@ -527,10 +558,12 @@ def matched_gain_scan(seeds: int) -> dict[tuple[float, float, str], dict]:
                 result["no_gain"] += not rows
                 for (_, damages), fraction in zip(rows, SCAN_FRACTIONS):
                     result["matched"][fraction].append(damages[variant] / damages["sft"])
-                (d_sft, g_sft), (d_var, g_var) = (step_outcome(lab, method_direction(lab, m), 1.0) for m in ("sft", variant))
+                (d_sft, g_sft), (d_var, g_var) = (
+                    step_outcome(lab, method_direction(lab, m), 1.0) for m in ("sft", variant)
+                )
                 if g_var > 0:
                     result["same_step"].append((d_var / g_var) / (d_sft / g_sft))
-            scan[(easy_strength, strength, variant)] = result
+            scan[(easy_strength, hard_strength, variant)] = result
     return scan
 
 
@@ -540,17 +573,18 @@ def _figure_scan(seeds: int, path: Path) -> Path:
     scan = matched_gain_scan(seeds)
     fig, ax = plt.subplots(figsize=(11.5, 4.8), constrained_layout=True)
     ticks = []
-    for position, ((easy_strength, strength, variant), result) in enumerate(scan.items()):
+    for position, ((easy_strength, hard_strength, variant), result) in enumerate(scan.items()):
         label, color, _ = METHOD_STYLE[variant]
         for offset, fraction, marker in zip((-0.2, 0.0, 0.2), SCAN_FRACTIONS, ("o", "s", "^")):
             ratios = result["matched"][fraction]
             ax.scatter(np.full(len(ratios), position + offset), ratios, color=color, marker=marker, s=14, alpha=0.7,
                        label=f"{label}, gain = {fraction:.0%} of peak" if position < 2 else None)
-        ticks.append(f"easy {easy_strength}\nhard {strength}\n{'per-token' if variant == 'talr' else 'node'}"
-                     + (f"\n({result['no_gain']} no gain)" if result["no_gain"] else ""))
+        ticks.append(f"easy {easy_strength}, hard {hard_strength}\n{'per-token' if variant == 'talr' else 'node'}"
+                     + (f"\n({result['no_gain']} trees: no gain)" if result["no_gain"] else ""))
     ax.axhline(1.0, color="black", linewidth=0.8)
     ax.set_xticks(range(len(ticks)), ticks, fontsize=8)
-    ax.set(yscale="log", ylabel="damage ratio TALR / SFT at matched gain",
+    ax.set(yscale="log", ylim=(0.5, 1e9), ylabel="damage ratio TALR / SFT at matched gain",
+           xlabel="domain: easy_strength, hard_strength; TALR variant",
            title=f"{seeds} random trees per setting: below 1 = reweighting costs less general damage for the same "
                  "domain gain")
     ax.grid(alpha=0.3, which="both", axis="y")
@@ -576,20 +610,6 @@ def render_figures(out_dir: str | Path, scan_seeds: int = 20) -> list[Path]:
     ]
 
 
-def matched_gain_damages(lab: Lab, methods: tuple[str, ...], fractions: tuple[float, ...]) -> list[tuple[float, dict]]:
-    """Damage of each method at gains ``fraction * (smallest peak gain among methods)``: ``[(gain, {method: dmg})]``."""
-    directions = {m: method_direction(lab, m) for m in methods}
-    peaks = {m: peak_gain_step(lab, d, MAX_STEP) for m, d in directions.items()}
-    top = min(step_outcome(lab, directions[m], peaks[m])[1] for m in methods)
-    if top <= 0:
-        return []
-    rows = []
-    for fraction in fractions:
-        gain = fraction * top
-        rows.append((gain, {m: step_outcome(lab, d, step_for_gain(lab, d, gain, peaks[m]))[0] for m, d in directions.items()}))
-    return rows
-
-
 def report_lines(scan_seeds: int = 20) -> list[str]:
     """The numbers docs/theory.md quotes: the figure lab in detail, then the scan over random trees."""
     lab = make_lab(**FIGURE_LAB)
@@ -606,29 +626,60 @@ def report_lines(scan_seeds: int = 20) -> list[str]:
         direction = method_direction(lab, method)
         a1, b1, _ = step_expansion_bits(lab.general, lab.model, direction)
         a2, _, _ = step_expansion_bits(lab.domain, lab.model, direction)
-        lines.append(f"  {method:14s} {a1:9.2e} {b1:9.4f} {-a2:14.4f} {matched_gain_expansion(lab, direction)[1]:10.4f}")
+        d2 = matched_gain_expansion(lab, direction)[1]
+        lines.append(f"  {method:14s} {a1:9.2e} {b1:9.4f} {-a2:14.4f} {d2:10.4f}")
     lines.append("  step   " + "  ".join(f"{m + ' dmg / gain = ratio':>30s}" for m in COMPARED))
-    for step in (0.1, 1.0, 3.0, 10.0):
+    for step in (0.1, 1.0, 3.0, 10.0, 30.0):
         cells = []
         for method in COMPARED:
             damage, gain = step_outcome(lab, method_direction(lab, method), step)
-            cells.append(f"{damage:.4f} / {gain:.4f} = {damage / gain:.4f}" if gain > 0 else f"{damage:.4f} / {gain:.4f} (no gain)")
+            ratio = f"= {damage / gain:.4f}" if gain > 0 else "(no gain)"
+            cells.append(f"{damage:.4f} / {gain:.4f} {ratio}")
         lines.append(f"  {step:5g}  " + "  ".join(f"{c:>30s}" for c in cells))
     lines.append("  matched gain   " + "  ".join(f"{m:>10s}" for m in COMPARED))
     for gain, damages in matched_gain_damages(lab, COMPARED, SCAN_FRACTIONS):
         lines.append(f"  {gain:12.4f}   " + "  ".join(f"{damages[m]:10.5f}" for m in COMPARED))
 
+    lines.append("hard-node sweep (figure lab, m hard nodes): general damage at a fixed step; bound = Hoeffding, SFT")
+    for easy_strength in (0.0, FIGURE_LAB["easy_strength"]):
+        settings = {**FIGURE_LAB, "easy_strength": easy_strength}
+        labs = {m: make_lab(**{**settings, "n_hard": m}) for m in (0, 1, 4, 8, 16, 24)}
+        for step in (1.0, 10.0):
+            cells = {method: [step_outcome(case, method_direction(case, method), step)[0] for case in labs.values()]
+                     for method in COMPARED}
+            cells["bound"] = [damage_bound_bits(case.general, case.model, method_direction(case, "sft"), step)
+                              for case in labs.values()]
+            lines.append(f"  easy_strength {easy_strength}, step {step:g}, m = {list(labs)}")
+            lines += [f"    {name:9s} " + " ".join(f"{v:9.5f}" for v in values) for name, values in cells.items()]
+    for easy_strength in (0.5, 0.8):
+        changes = []
+        for seed in range(10):
+            settings = {**FIGURE_LAB, "seed": seed, "easy_strength": easy_strength}
+            pair = [make_lab(**{**settings, "n_hard": m}) for m in (0, 1)]
+            changes.append([step_outcome(case, method_direction(case, "sft"), 1.0)[0] for case in pair])
+        drops = [(seed, before, after) for seed, (before, after) in enumerate(changes) if after < before]
+        listed = ", ".join(f"seed {seed} {before:.5f} -> {after:.5f}" for seed, before, after in drops)
+        lines.append(f"mixed domain, easy_strength {easy_strength}, SFT step 1: making the first node hard lowers the "
+                     f"damage in {len(drops)}/10 seeds: {listed}")
+    first_order = []
+    for seed in range(10):
+        noisy = make_lab(**{**FIGURE_LAB, "seed": seed, "fit_noise": 0.3})
+        first_order.append(step_expansion_bits(noisy.general, noisy.model, method_direction(noisy, "sft"))[0])
+    lines.append(f"q1 != P1 (fit_noise 0.3, seeds 0..9): SFT first-order damage a1 in [{min(first_order):.4f}, "
+                 f"{max(first_order):.4f}] bits per unit step, negative in {sum(a < 0 for a in first_order)}/10")
     lines.append(f"scan over seeds 0..{scan_seeds - 1} (V=4, n=4, 8 hard nodes): wins = trees where the TALR variant "
                  "is below SFT; median ratio variant / SFT")
-    for (easy_strength, strength, variant), result in matched_gain_scan(scan_seeds).items():
-        matched = "  ".join(f"G={f:.0%}: {sum(r < 1 for r in result['matched'][f])}/{len(result['matched'][f])} wins, "
-                            f"median {np.median(result['matched'][f]):.2f}" for f in SCAN_FRACTIONS if result["matched"][f])
+    for (easy_strength, hard_strength, variant), result in matched_gain_scan(scan_seeds).items():
+        matched = "  ".join(
+            f"G={f:.0%}: {sum(r < 1 for r in ratios)}/{len(ratios)} wins, median {np.median(ratios):.2f}"
+            for f, ratios in result["matched"].items() if ratios
+        )
         same = result["same_step"]
         same_text = (f"same step 1: {sum(r < 1 for r in same)}/{len(same)} wins, median {np.median(same):.2f}"
                      if same else "same step 1: no positive gain")
-        lines.append(f"  easy_strength {easy_strength}, strength {strength}, {variant:9s} | matched damage: "
-                     f"{matched or 'no positive gain'} | cost/gain at {same_text}"
-                     + (f" | {result['no_gain']} trees without positive gain" if result["no_gain"] else ""))
+        no_gain = f" | {result['no_gain']} trees without positive gain" if result["no_gain"] else ""
+        lines.append(f"  easy {easy_strength}, hard {hard_strength}, {variant:9s} | matched damage: "
+                     f"{matched or 'no positive gain'} | cost/gain at {same_text}{no_gain}")
     return lines
 
 
