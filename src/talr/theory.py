@@ -416,7 +416,7 @@ def step_for_gain(lab: Lab, direction: list[np.ndarray], target_gain: float, pea
 
 
 def matched_gain_damages(lab: Lab, methods: tuple[str, ...], fractions: tuple[float, ...]) -> list[tuple[float, dict]]:
-    """``[(gain, {method: damage})]`` at gains ``fraction * (smallest peak gain of methods)``, or ``[]`` if it is <= 0."""
+    """``[(gain, {method: damage})]`` at ``fraction * (smallest peak gain of methods)``; ``[]`` if that is <= 0."""
     directions = {m: method_direction(lab, m) for m in methods}
     peaks = {m: peak_gain_step(lab, d, MAX_STEP) for m, d in directions.items()}
     top = min(step_outcome(lab, directions[m], peaks[m])[1] for m in methods)
