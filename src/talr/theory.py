@@ -213,7 +213,8 @@ def make_lab(
     threshold: float = 0.1,
     easy_strength: float = 0.0,
 ) -> Lab:
-    """Random P1; q1 = P1 with ``fit_noise`` logit noise (exact fit at 0); P2 with the first ``n_hard`` hard nodes."""
+    """A random lab: P1 with ``softmax(logit_scale * N(0, 1))`` conditionals; q1 = P1, or P1 with ``fit_noise``
+    logit noise; P2 from ``domain_distribution`` with the first ``n_hard`` nodes of ``hard_node_order`` made hard."""
     rng = np.random.default_rng(seed)
     general = random_tree_model(vocab, depth, rng, logit_scale)
     model = perturbed(general, rng, fit_noise) if fit_noise > 0 else general
