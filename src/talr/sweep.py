@@ -206,7 +206,7 @@ def run_sweep(sweep: SweepConfig) -> Path:
             train(point.config)
         _write_point(run_dir, point)
         _evaluate(run_dir, run_dir / "eval", sweep)
-        if point.method in sweep.wise_ft.methods:
+        if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods:
             _wise_ft_points(point, run_dir, base_model, sweep)
         if not sweep.keep_models and (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")
