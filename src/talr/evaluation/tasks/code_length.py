@@ -121,3 +121,27 @@ class MedCalcCodeLength(DomainCodeLength):
     name = "codelength_medcalc"
     description = "bits/token of MedCalc-Bench test reference answers (explanation + JSON answer)"
     source = "medcalc_bench"
+
+
+class GeneralAnswersCodeLength(CodeLength):
+    """The base model's own greedy answers to talr's fixed general prompts (``talr demo`` writes them to
+    ``<data dir>/general_probes/base_answers.jsonl``): text the base model already models well, so any growth in its
+    code length after fine-tuning is general damage (the paper's Delta L(P1))."""
+
+    name = "codelength_general_answers"
+    description = "bits/token of the base model's own answers to talr's general prompts"
+
+    def load_all(self, data_dir: Path) -> list[dict]:
+        path = require_file(Path(data_dir) / "general_probes" / "base_answers.jsonl")
+        docs = []
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                    *prompt, answer = row["messages"]
+                    docs.append({"id": row["id"], "messages": prompt, "response": answer["content"]})
+                except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
+                    raise ValueError(f"{path}:{number}: bad general-answer row ({e})") from e
+        return docs
