@@ -97,3 +97,14 @@ def test_sweep_survives_kill_9_and_resumes(tmp_path, tiny_model_dir):
 
     report = write_report(root).read_text()
     assert "Learning rate 0.001" in report and "talr" in report
+
+
+def test_plan_writes_each_point_config_for_accelerate(tmp_path, tiny_model_dir):
+    from talr.config import load_config
+    from talr.sweep import plan_sweep
+
+    sweep = load_sweep_config(_sweep_file(tmp_path, tiny_model_dir))
+    commands = plan_sweep(sweep)
+    assert len(commands) == 4 and all(c.startswith("accelerate launch -m talr.cli train --config ") for c in commands)
+    config = load_config(commands[-1].split()[-1])
+    assert config.method.loss == "talr" and config.training.learning_rate == 1e-2

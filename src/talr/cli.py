@@ -22,6 +22,11 @@ def _sweep(args: argparse.Namespace) -> int:
     from talr.sweep import load_sweep_config, run_sweep
 
     sweep = load_sweep_config(args.config, args.set)  # every config error surfaces before training starts
+    if args.plan:
+        from talr.sweep import plan_sweep
+
+        print("\n".join(plan_sweep(sweep)))
+        return 0
     root = run_sweep(sweep)
     if not args.no_report:
         from talr.report import write_report
@@ -63,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", help="sweep YAML (see configs/sweeps/)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep value")
     sweep.add_argument("--no-report", action="store_true", help="skip writing report.md at the end")
+    sweep.add_argument("--plan", action="store_true",
+                       help="write each unfinished point's config.yaml and print one `accelerate launch` command each")
     sweep.set_defaults(func=_sweep)
 
     from talr.evaluation import cli as eval_cli
