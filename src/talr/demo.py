@@ -37,6 +37,7 @@ class DemoSize:
     ifeval_rows: int = 24
     general_prompts: int = 32
     general_answer_tokens: int = 96
+    max_new_tokens: int = 160  # cap on IFEval's 1,280-token budget
     learning_rates: tuple[float, ...] = (2e-6, 5e-5)
     max_length: int = 384
 
@@ -87,7 +88,8 @@ def demo_sweep(out_dir: Path, data_dir: Path, real_data: bool, size: DemoSize) -
         keep_models=False,
         grid=GridConfig(methods=["sft", "talr"], learning_rates=list(size.learning_rates), seeds=[0]),
         eval=EvalConfig(domain=["medcalc_label", "codelength_medcalc"], general=general,
-                        limit=size.eval_rows if real_data else None, batch_size=16, data_dir=str(data_dir)),
+                        limit=size.eval_rows if real_data else None, batch_size=16, data_dir=str(data_dir),
+                        max_new_tokens=size.max_new_tokens),
         train={
             "model": "smollm2-135m-instruct",
             "data": {"train": {"source": "medcalc_bench", "split": "train", "format": "label",

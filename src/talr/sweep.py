@@ -45,6 +45,7 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 16
     data_dir: str | None = None
+    max_new_tokens: int | None = None  # cap on every generation task's budget (CPU-sized sweeps)
 
 
 @dataclass
@@ -181,7 +182,7 @@ def _evaluate(model_spec: str | Path, eval_dir: Path, sweep: SweepConfig) -> Non
     model, tokenizer = load_model(model_spec, trust_remote_code=bool(sweep.train.get("trust_remote_code", False)))
     evaluate(
         model, tokenizer, sweep.tasks, out_dir=eval_dir, limit=sweep.eval.limit, batch_size=sweep.eval.batch_size,
-        model_name=str(model_spec), data_dir=sweep.eval.data_dir,
+        model_name=str(model_spec), data_dir=sweep.eval.data_dir, max_new_tokens=sweep.eval.max_new_tokens,
     )
 
 

@@ -21,6 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "rerunning into it resumes")
     parser.add_argument("--batch-size", "-b", type=int, default=16, help="prompts per forward pass (default 16)")
     parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: TALR_DATA_DIR or ../shared/data)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="cap every generation task's token budget (default: each benchmark's own)")
     parser.add_argument("--list", action="store_true", help="list the available tasks and exit")
 
 
@@ -64,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_out_dir(args.model)
     try:
         results = evaluate(model, tokenizer, names, out_dir=out_dir, limit=args.limit, batch_size=args.batch_size,
+                           max_new_tokens=args.max_new_tokens,
                            model_name=str(args.model), data_dir=args.data_dir)
     except (ValueError, FileNotFoundError) as e:
         print(f"talr eval: error: {e}", file=sys.stderr)

@@ -128,12 +128,19 @@ def evaluate(
     model_name: str | None = None,
     data_dir: str | Path | None = None,
     progress: bool = True,
+    max_new_tokens: int | None = None,
 ) -> dict:
     """Evaluate ``tasks`` (registry names), writing samples and results.json under ``out_dir``; returns the results.
 
     ``limit`` evaluates a seeded random subset of that many items per task (see ``task.seeded_subset``).
+    ``max_new_tokens`` caps every generation task's budget (the benchmarks' own budgets, e.g. IFEval's 1,280 tokens,
+    are slow on a CPU); a capped run is not comparable to published numbers, and results.json records the cap.
     """
     task_objs = [get_task(name) for name in tasks]  # unknown names fail before any work
+    if max_new_tokens is not None:
+        # a budget cap for slow hardware: results.json's generation_kwargs record the value actually used
+        for task in task_objs:
+            task.max_new_tokens = min(task.max_new_tokens, max_new_tokens)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     data_root = Path(data_dir) if data_dir is not None else default_data_dir()
@@ -154,6 +161,7 @@ def evaluate(
         "device": str(next(model.parameters()).device),
         "batch_size": batch_size,
         "limit": limit,
+        "max_new_tokens_cap": max_new_tokens,
         "data_dir": str(data_root),
     }
     started = time.time()
