@@ -121,7 +121,8 @@ def test_chat_prompt_requires_a_chat_template():
 
 def test_a_response_longer_than_the_context_window_is_reported_not_fatal(tok_model):
     tok, model = tok_model
-    examples = [{"messages": PROMPTS[0], "response": "x" * 600}, {"messages": PROMPTS[0], "response": "ok"}]
+    too_long_text = "x" * (model.config.max_position_embeddings + 10)  # one byte-level token per character
+    examples = [{"messages": PROMPTS[0], "response": too_long_text}, {"messages": PROMPTS[0], "response": "ok"}]
     (too_long, n_long), (fits, _) = response_bits(model, tok, examples, batch_size=2)
     assert too_long is None and n_long > model.config.max_position_embeddings
     assert fits is not None and fits > 0
