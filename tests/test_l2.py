@@ -104,3 +104,11 @@ def test_negative_weight_is_rejected(tiny_model_dir):
     model, _ = load_model(tiny_model_dir)
     with pytest.raises(ValueError, match="must be >= 0"):
         L2ToInit(model, -1.0)
+
+
+def test_squared_distance_gradient_passes_gradcheck():
+    from talr.regularizers import _SquaredDistance
+
+    param = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    ref = torch.randn(5, 3, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda p: _SquaredDistance.apply(p, ref), (param,))

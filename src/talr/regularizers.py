@@ -14,6 +14,26 @@ from __future__ import annotations
 import torch
 
 
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """At least float32 (bf16/fp16 weights are summed in float32; float64 stays float64)."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
+
+
+class _SquaredDistance(torch.autograd.Function):
+    """``sum((param - ref)^2)`` whose backward recomputes ``param - ref`` instead of keeping it from the forward: plain
+    autograd would hold the difference of every tensor until backward, one more copy of the trainable weights."""
+
+    @staticmethod
+    def forward(ctx, param: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(param, ref)  # already alive: saving them costs no memory
+        return (_wide(param.detach()) - _wide(ref)).pow(2).sum()
+
+    @staticmethod
+    def backward(ctx, grad_output: torch.Tensor):
+        param, ref = ctx.saved_tensors
+        return (2 * grad_output * (_wide(param) - _wide(ref))).to(param.dtype), None
+
+
 class L2ToInit:
     """``weight * ||theta - theta0||^2 / P`` over the parameters that require gradients when it is built.
 
@@ -42,7 +62,7 @@ class L2ToInit:
         for k, (param, ref) in enumerate(zip(trainable, self.reference)):
             if ref.device != param.device:
                 ref = self.reference[k] = ref.to(param.device)
-            term = (param.float() - ref.float()).pow(2).sum()
+            term = _SquaredDistance.apply(param, ref)
             total = term if total is None else total + term
         return self.weight * total / self.count
 
