@@ -1,16 +1,17 @@
 """Per-step time and peak memory of every method preset relative to SFT, on the embedded model.
 
 Each preset trains from its configs/methods/<preset>.yaml in a fresh process (so peak RSS is its own), on the same
-fixed-length batches: multi-problem GSM8K conversations truncated to exactly --length tokens, so every step sees
-batch x length input tokens and step time = tokens / tokens_per_s of that step's metrics line. The first --warmup
-steps are discarded. FLOW runs with its cache off so its scoring pass is counted in "other s" (model load, FLOW pass,
-saving, merging, averaging: wall time minus training time).
+fixed-length batches: multi-problem GSM8K conversations truncated to exactly --length tokens, so every step does the
+same work. A Trainer callback times each optimizer step in wall-clock seconds and in process CPU seconds (all threads;
+much less sensitive than wall time to other processes sharing the CPU); the first --warmup steps are discarded. FLOW
+runs with its cache off so its scoring pass is counted in "other s" (model load, FLOW pass, saving, merging,
+averaging: wall time minus training time).
 
     PYTHONPATH=src python benchmarks/methods.py                 # all presets, 1 warm-up + 4 timed steps, 2 threads
     PYTHONPATH=src python benchmarks/methods.py --presets sft l2 --steps 8
 
-Other processes sharing the CPU move absolute numbers; compare ratios from one invocation (the load average is
-printed with the table).
+Other processes sharing the CPU move absolute numbers, wall time most; compare ratios from one invocation (the load
+average is printed with the table).
 """
 
 from __future__ import annotations
@@ -22,7 +23,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+from transformers import TrainerCallback
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs" / "methods"
@@ -40,6 +44,21 @@ def write_fixed_length_data(path: Path, count: int, problems_per_example: int = 
     return write_jsonl(examples, path)
 
 
+class StepTimer(TrainerCallback):
+    """Wall-clock and process CPU seconds of each optimizer step."""
+
+    def __init__(self):
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._started = (time.perf_counter(), time.process_time())
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.wall.append(time.perf_counter() - self._started[0])
+        self.cpu.append(time.process_time() - self._started[1])
+
+
 def run_child(args: argparse.Namespace) -> None:
     import torch
 
@@ -52,16 +71,15 @@ def run_child(args: argparse.Namespace) -> None:
         "training.logging_steps=1", "training.gradient_accumulation_steps=1", f"training.torch_threads={args.threads}",
         "flow.cache=false",
     ])
-    run_dir = train(config)
-    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    per_step = {m["step"]: m["tokens_per_s"] for m in metrics if "tokens_per_s" in m}
-    step_s = [args.batch * args.length / per_step[s] for s in sorted(per_step) if s > args.warmup]
+    timer = StepTimer()
+    run_dir = train(config, callbacks=[timer])
     run = json.loads((run_dir / "run.json").read_text())
     if run["data"]["truncated"] != run["data"]["kept"]:
         raise SystemExit(f"only {run['data']['truncated']} of {run['data']['kept']} examples reach {args.length} "
                          "tokens, so steps would not all see the same token count")
     result = {
-        "preset": args.child, "step_s": step_s, "peak_rss_mib": run["peak_rss_mib"],
+        "preset": args.child, "wall_s": timer.wall[args.warmup:], "cpu_s": timer.cpu[args.warmup:],
+        "peak_rss_mib": run["peak_rss_mib"],
         "other_s": run["wall_time_s"] - run["train_runtime_s"],
         "cuda_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
     }
@@ -103,19 +121,20 @@ def main() -> int:
     load_after = os.getloadavg()
 
     sft = results["sft"]
-    sft_step = statistics.median(sft["step_s"])
+    sft_wall, sft_cpu = statistics.median(sft["wall_s"]), statistics.median(sft["cpu_s"])
     has_cuda = sft["cuda_peak_mib"] is not None
     print(f"\nEmbedded smollm2-135m-instruct, batch {args.batch} x {args.length} tokens, {args.threads} threads, "
           f"median of {args.steps} steps after {args.warmup} warm-up; load average {load_before[0]:.1f} -> "
           f"{load_after[0]:.1f} on {os.cpu_count()} cores\n")
-    header = "| method | step s | step / sft | peak RSS MiB | RSS / sft |" + (" CUDA peak MiB |" if has_cuda else "")
+    header = ("| method | step wall s | wall / sft | step CPU s | CPU / sft | peak RSS MiB | RSS / sft |"
+              + (" CUDA peak MiB |" if has_cuda else ""))
     print(header + " other s |")
     print("|" + " --- |" * (header.count("|") - 1 + 1))
     for preset in presets:
         r = results[preset]
-        step = statistics.median(r["step_s"])
-        row = (f"| {preset} | {step:.2f} | {step / sft_step:.2f} | {r['peak_rss_mib']:.0f} | "
-               f"{r['peak_rss_mib'] / sft['peak_rss_mib']:.2f} |")
+        wall, cpu = statistics.median(r["wall_s"]), statistics.median(r["cpu_s"])
+        row = (f"| {preset} | {wall:.2f} | {wall / sft_wall:.2f} | {cpu:.2f} | {cpu / sft_cpu:.2f} | "
+               f"{r['peak_rss_mib']:.0f} | {r['peak_rss_mib'] / sft['peak_rss_mib']:.2f} |")
         if has_cuda:
             row += f" {r['cuda_peak_mib']:.0f} |"
         print(row + f" {r['other_s']:.1f} |")

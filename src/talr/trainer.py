@@ -18,6 +18,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -60,6 +61,10 @@ class TalrTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         side = {name: inputs.pop(name) for name in self.side_fields if name in inputs}
+        # The penalty is built before the forward so backward reaches it last: built after, its gradients (one per
+        # trainable tensor) would all be computed first and wait for the model's, adding a full gradient's memory
+        # at the activation peak.
+        penalty = self.regularizer.penalty(model) if self.regularizer is not None else None
         outputs = model(**inputs)
         logp, mask = losses.token_logprobs(outputs.logits, labels)
         weights = self.token_weighting(logp, mask, side, self.run_config).detach()
@@ -67,9 +72,9 @@ class TalrTrainer(Trainer):
         loss = losses.weighted_nll(logp, weights) / denominator
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
-        if self.regularizer is not None:
+        if penalty is not None:
             # added once per optimizer step in total, whatever the accumulation
-            loss = loss + self.regularizer.penalty(model) / getattr(self, "current_gradient_accumulation_steps", 1)
+            loss = loss + penalty / getattr(self, "current_gradient_accumulation_steps", 1)
         if model.training:
             self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config)
         return (loss, outputs) if return_outputs else loss
@@ -200,8 +205,9 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(config: Config) -> Path:
-    """Train one run described by ``config`` and return its run directory."""
+def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Train one run described by ``config`` and return its run directory; ``callbacks`` are added to the
+    Trainer's (e.g. a benchmark's step timer)."""
     started = time.time()
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -229,7 +235,7 @@ def train(config: Config) -> Path:
         train_dataset=features,
         data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=side_fields),
         processing_class=tokenizer,
-        callbacks=[MetricsFileCallback(metrics_path)],
+        callbacks=[MetricsFileCallback(metrics_path), *callbacks],
         run_config=config,
         regularizer=regularizer,
         side_fields=side_fields,
