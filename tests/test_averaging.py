@@ -178,3 +178,9 @@ def test_wise_ft_preset_trains_then_averages_the_run(tmp_path, tiny_model_dir):
     # averaging the run again starts from what training produced, not from the average
     again = _weights(wise_ft(tiny_model_dir, run_dir, 1.0, tmp_path / "again"))
     assert all(torch.equal(again[k], tuned[k]) for k in tuned)
+
+
+def test_unreachable_hub_model_is_a_clear_error(tmp_path, tiny_model_dir, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read at call time; no network in tests
+    with pytest.raises(AveragingError, match="no-such-org/no-such-model is neither a local folder"):
+        wise_ft("no-such-org/no-such-model", tiny_model_dir, 0.5, tmp_path / "out")

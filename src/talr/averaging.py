@@ -55,7 +55,11 @@ def model_folder(spec: str | os.PathLike) -> Path:
         return Path(resolved)
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(resolved))
+    try:
+        return Path(snapshot_download(resolved))
+    except Exception as err:  # the hub client raises many types (offline, missing repo, auth)
+        raise AveragingError(f"{spec} is neither a local folder nor a model the Hugging Face hub or its cache "
+                             f"provides ({type(err).__name__}: {err})") from None
 
 
 def finetuned_folder(spec: str | os.PathLike) -> Path:

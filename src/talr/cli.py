@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "averaged by scaling its adapter. With several --alpha values, OUT/alpha_<alpha>/ per value.")
     average.add_argument("--base", required=True, help="the model before fine-tuning")
     average.add_argument("--finetuned", required=True, help="the fine-tuned run directory or model")
-    average.add_argument("--alpha", type=float, nargs="+", required=True, help="weight of the fine-tuned model, in [0, 1]")
+    average.add_argument("--alpha", type=float, nargs="+", required=True,
+                         help="weight of the fine-tuned model, in [0, 1]")
     average.add_argument("--out", required=True, help="output model folder (or root folder for several alphas)")
     average.add_argument("--overwrite", action="store_true", help="replace an existing OUT (single alpha)")
     average.set_defaults(func=_average)
