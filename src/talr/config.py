@@ -60,17 +60,37 @@ class TalrConfig:
 
 @dataclass
 class L2Config:
-    # FLOW's reference code (Sanyal et al. 2025) normalises the squared distance by the parameter count.
-    weight: float = 1.0
+    """L2-to-init: ``weight * sum_j (theta_j - theta0_j)^2 / P`` over the P trainable parameters (docs/methods.md)."""
+
+    # lambda = 1e-3: REGULARIZATION_LAMBDA of FLOW's reference launch script (Sanyal et al. 2025,
+    # language/scripts/launch_ft_arithmetic.slurm), whose trainer also divides by P.
+    weight: float = 1e-3
 
 
 @dataclass
 class LoraConfig:
+    # r = 16 with alpha = 2r on all linear layers: the math setting of Biderman et al. 2024 ("LoRA Learns Less and
+    # Forgets Less"); dropout 0.05 is PEFT's example value (FLOW's code uses r = alpha = 64, dropout 0).
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
     target_modules: str | list[str] = "all-linear"
-    save_merged: bool = True
+    save_merged: bool = True  # also write run_dir/merged/ (a plain model folder) next to the adapter in model/
+
+
+@dataclass
+class FlowConfig:
+    """FLOW (Sanyal et al. 2025): static sample weights ``exp(-f_s / tau)`` from the base model's losses."""
+
+    tau: float | Literal["median"] = "median"
+    batch_size: int = 8  # of the no-grad scoring pass before training
+    cache: bool = True  # reuse the base model's per-sample losses from talr.paths.cache_dir()/flow
+
+
+@dataclass
+class WiseFtConfig:
+    # alpha = 0.5: the mixing coefficient WiSE-FT (Wortsman et al. 2022) recommends when no held-out data picks one.
+    alpha: float = 0.5
 
 
 @dataclass
@@ -102,6 +122,8 @@ class Config:
     talr: TalrConfig = field(default_factory=TalrConfig)
     l2: L2Config = field(default_factory=L2Config)
     lora: LoraConfig = field(default_factory=LoraConfig)
+    flow: FlowConfig = field(default_factory=FlowConfig)
+    wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
@@ -227,6 +249,17 @@ def validate(config: Config) -> Config:
         raise ConfigError("talr: w_min must be >= 0 and tau_min > 0")
     if config.l2.weight < 0:
         raise ConfigError(f"l2.weight: must be >= 0, got {config.l2.weight}")
+    if config.lora.r <= 0 or config.lora.alpha <= 0 or not 0 <= config.lora.dropout < 1:
+        raise ConfigError("lora: r and alpha must be positive and dropout in [0, 1)")
+    if config.flow.tau != "median" and not config.flow.tau > 0:
+        raise ConfigError(f"flow.tau: a fixed tau must be positive, got {config.flow.tau}")
+    if config.flow.batch_size <= 0:
+        raise ConfigError(f"flow.batch_size: must be positive, got {config.flow.batch_size}")
+    if not 0 <= config.wise_ft.alpha <= 1:
+        raise ConfigError(f"wise_ft.alpha: must be in [0, 1], got {config.wise_ft.alpha}")
+    if config.method.averaging != "none" and not config.training.save_model:
+        raise ConfigError(f"method.averaging: {config.method.averaging} averages the saved model; "
+                          "set training.save_model: true")
     return config
 
 

@@ -1,9 +1,9 @@
 """The registry of methods: four independent axes, and the named presets of the paper's comparison.
 
-* loss weighting — how each supervised token's loss is weighted (``sft``, ``talr``, ``dft``);
-* regulariser — a penalty added to the loss (``none``);
-* adapter — which parameters train (``full``);
-* averaging — a post-hoc step on the finished weights (``none``).
+* loss weighting — how each supervised token's loss is weighted (``sft``, ``talr``, ``dft``, ``flow``);
+* regulariser — a penalty added to the loss (``none``, ``l2``);
+* adapter — which parameters train (``full``, ``lora``);
+* averaging — a post-hoc step on the finished weights (``none``, ``wise_ft``).
 
 Axes compose: ``{loss: talr, adapter: lora}`` is TALR on a LoRA adapter. A new method is one new module plus one
 line in the registry of its axis (and, if the paper names it, one preset).
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import torch
 
-from talr import losses
+from talr import adapters, averaging, flow, losses, regularizers
 
 
 def sft_token_weights(logp: torch.Tensor, mask: torch.Tensor, inputs: dict, config) -> torch.Tensor:
@@ -45,21 +45,27 @@ LOSS_WEIGHTINGS: dict[str, TokenWeighting] = {
     "sft": sft_token_weights,
     "talr": talr_token_weights,
     "dft": dft_token_weights,
+    "flow": flow.flow_token_weights,  # reads the static per-sample weight the trainer attaches before training
 }
 
 # name -> factory(model, config) returning an object with .penalty(model) -> scalar tensor, or None
 REGULARIZERS: dict[str, Callable] = {
     "none": lambda model, config: None,
+    "l2": regularizers.l2_to_init,
 }
 
 # name -> prepare(model, config) -> the model to train
 ADAPTERS: dict[str, Callable] = {
     "full": lambda model, config: model,
+    "lora": adapters.apply_lora,
 }
 
-# name -> post-hoc step on a finished run (applied by `talr average` / the sweep)
+# name -> post-hoc step(base, finetuned_dir, out_dir, config) -> out_dir on a finished run's weights; train() applies
+# it at the end of a run (the run's model/ is then the average, finetuned/ what training produced); `talr average`
+# and averaging.wise_ft_grid apply it to any pair of models.
 AVERAGINGS: dict[str, Callable | None] = {
     "none": None,
+    "wise_ft": averaging.wise_ft_from_config,
 }
 
 # The paper's methods as axis settings (its five baselines plus TALR and DFT).
@@ -67,4 +73,8 @@ PRESETS: dict[str, dict[str, str]] = {
     "sft": {"loss": "sft", "regularizer": "none", "adapter": "full", "averaging": "none"},
     "talr": {"loss": "talr", "regularizer": "none", "adapter": "full", "averaging": "none"},
     "dft": {"loss": "dft", "regularizer": "none", "adapter": "full", "averaging": "none"},
+    "l2": {"loss": "sft", "regularizer": "l2", "adapter": "full", "averaging": "none"},
+    "lora": {"loss": "sft", "regularizer": "none", "adapter": "lora", "averaging": "none"},
+    "wise_ft": {"loss": "sft", "regularizer": "none", "adapter": "full", "averaging": "wise_ft"},
+    "flow": {"loss": "flow", "regularizer": "none", "adapter": "full", "averaging": "none"},
 }

@@ -3,7 +3,9 @@ turns a :class:`talr.config.Config` into a finished run directory.
 
 Run directory layout: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one line per logging step), ``model/``
 (safetensors + tokenizer), ``run.json`` (versions, seed, git hash, wall time, device, throughput, peak memory). A run
-is finished when ``run.json`` has ``"status": "finished"``.
+is finished when ``run.json`` has ``"status": "finished"``. Method extras (docs/methods.md): a LoRA run's ``model/``
+is the adapter and ``merged/`` the merged model; with post-hoc averaging ``model/`` is the average and ``finetuned/``
+the trained weights; FLOW writes its sample weights to ``flow_weights.json``.
 """
 
 from __future__ import annotations
@@ -16,16 +18,18 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from talr import __version__, losses
+from talr import __version__, flow, losses
+from talr.adapters import is_peft_model, save_merged
 from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
-from talr.methods import ADAPTERS, LOSS_WEIGHTINGS, REGULARIZERS
+from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
 from talr.models import load_model
 
 logger = logging.getLogger(__name__)
@@ -57,6 +61,10 @@ class TalrTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         side = {name: inputs.pop(name) for name in self.side_fields if name in inputs}
+        # The penalty is built before the forward so backward reaches it last: built after, its gradients (one per
+        # trainable tensor) would all be computed first and wait for the model's, adding a full gradient's memory
+        # at the activation peak.
+        penalty = self.regularizer.penalty(model) if self.regularizer is not None else None
         outputs = model(**inputs)
         logp, mask = losses.token_logprobs(outputs.logits, labels)
         weights = self.token_weighting(logp, mask, side, self.run_config).detach()
@@ -64,9 +72,9 @@ class TalrTrainer(Trainer):
         loss = losses.weighted_nll(logp, weights) / denominator
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
-        if self.regularizer is not None:
+        if penalty is not None:
             # added once per optimizer step in total, whatever the accumulation
-            loss = loss + self.regularizer.penalty(model) / getattr(self, "current_gradient_accumulation_steps", 1)
+            loss = loss + penalty / getattr(self, "current_gradient_accumulation_steps", 1)
         if model.training:
             self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config)
         return (loss, outputs) if return_outputs else loss
@@ -197,8 +205,9 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(config: Config) -> Path:
-    """Train one run described by ``config`` and return its run directory."""
+def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Train one run described by ``config`` and return its run directory; ``callbacks`` are added to the
+    Trainer's (e.g. a benchmark's step timer)."""
     started = time.time()
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -214,6 +223,9 @@ def train(config: Config) -> Path:
     features, token_stats = tokenize_examples(examples, tokenizer, config.data.max_length, source=source)
     logger.info("Training on %d examples (%d supervised tokens)", len(features), token_stats.supervised_tokens)
 
+    side_fields: tuple[str, ...] = ()
+    if config.method.loss == "flow":  # static sample weights from the base model, before any adapter
+        side_fields = flow.add_sample_weights(model, tokenizer, examples, features, config, run_dir)
     model = ADAPTERS[config.method.adapter](model, config)
     regularizer = REGULARIZERS[config.method.regularizer](model, config)
     args = training_arguments(config, run_dir)
@@ -221,16 +233,25 @@ def train(config: Config) -> Path:
         model=model,
         args=args,
         train_dataset=features,
-        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
+        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=side_fields),
         processing_class=tokenizer,
-        callbacks=[MetricsFileCallback(metrics_path)],
+        callbacks=[MetricsFileCallback(metrics_path), *callbacks],
         run_config=config,
         regularizer=regularizer,
+        side_fields=side_fields,
     )
     result = trainer.train()
 
+    averaging = AVERAGINGS[config.method.averaging]
     if config.training.save_model and trainer.is_world_process_zero():
-        trainer.save_model(str(run_dir / "model"))
+        # model/ always holds the method's final model: the average when there is one, training's own weights
+        # (a LoRA adapter for lora runs) then kept in finetuned/
+        trained_dir = run_dir / ("finetuned" if averaging else "model")
+        trainer.save_model(str(trained_dir))
+        if averaging:
+            averaging(config.model, trained_dir, run_dir / "model", config)
+        if is_peft_model(trainer.model) and config.lora.save_merged:
+            save_merged(trainer.model, tokenizer, run_dir / "merged")
     if trainer.is_world_process_zero():
         steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
         throughput = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
