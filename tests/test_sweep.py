@@ -27,6 +27,7 @@ def _sweep_file(tmp_path, tiny_model_dir, **changes):
         "out_dir": str(tmp_path / "sweeps"),
         "grid": {"methods": ["sft", "talr"], "learning_rates": [1e-3, 1e-2], "seeds": [0]},
         "eval": {**TASKS, "limit": 3, "batch_size": 4},
+        "wise_ft": {"alphas": [0.5], "methods": ["sft"]},
         "train": {
             "model": str(tiny_model_dir),
             "data": {"train": str(write_jsonl(examples, tmp_path / "train.jsonl")), "max_length": 32},
@@ -84,11 +85,13 @@ def test_sweep_survives_kill_9_and_resumes(tmp_path, tiny_model_dir):
     process.send_signal(signal.SIGKILL)
     process.wait()
     finished_before = _results(root)
-    assert 1 <= len(finished_before) < 4, "the kill should land mid-sweep"
+    assert 1 <= len(finished_before) < 6, "the kill should land mid-sweep"
 
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
     finished_after = _results(root)
-    assert sorted(finished_after) == [p.name for p in grid_points(load_sweep_config(config))]
+    trained = [p.name for p in grid_points(load_sweep_config(config))]
+    averaged = [f"{name}_wise_ft0.5" for name in trained if name.startswith("sft")]
+    assert sorted(finished_after) == sorted(trained + averaged)
     for name, results in finished_before.items():
         assert finished_after[name] == results, name
     assert sorted(p.name for p in (root / "runs").iterdir()) == sorted(finished_after)
