@@ -1,0 +1,28 @@
+"""Training data: JSONL files (``formats``) and registered sources (``sources``: MedCalc-Bench, ESCI, math, ...)."""
+
+from __future__ import annotations
+
+import random
+
+
+def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
+    """Examples for a :class:`talr.config.DatasetSpec` and a name for them (used in logs and errors).
+
+    A JSONL file keeps its order and ``limit`` takes a seeded random sample of it; a source applies its own split,
+    format and seeded sampling.
+    """
+    from talr.data.formats import read_jsonl
+
+    if spec.path is not None:
+        examples = read_jsonl(spec.path)
+        if spec.limit is not None and spec.limit < len(examples):
+            chosen = sorted(random.Random(seed).sample(range(len(examples)), spec.limit))
+            examples = [examples[i] for i in chosen]
+        return examples, str(spec.path)
+    from talr.data.sources import load_sft_examples
+
+    kwargs = {"split": spec.split, "limit": spec.limit, "seed": seed}
+    if spec.format is not None:
+        kwargs["fmt"] = spec.format
+    name = f"{spec.source}:{spec.split}" + (f":{spec.format}" if spec.format else "")
+    return load_sft_examples(spec.source, **kwargs), name

@@ -1,0 +1,70 @@
+"""The registry of methods: four independent axes, and the named presets of the paper's comparison.
+
+* loss weighting — how each supervised token's loss is weighted (``sft``, ``talr``, ``dft``);
+* regulariser — a penalty added to the loss (``none``);
+* adapter — which parameters train (``full``);
+* averaging — a post-hoc step on the finished weights (``none``).
+
+Axes compose: ``{loss: talr, adapter: lora}`` is TALR on a LoRA adapter. A new method is one new module plus one
+line in the registry of its axis (and, if the paper names it, one preset).
+
+A loss weighting maps ``(logp, mask, inputs, config)`` to detached per-token weights shaped like ``logp``; the trainer
+reduces every weighting the same way, ``loss = sum_i w_i * l_i / (supervised tokens of the optimizer step)``, so a
+weighting whose weights average 1 keeps the scale of the SFT mean and learning rates stay comparable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from talr import losses
+
+
+def sft_token_weights(logp: torch.Tensor, mask: torch.Tensor, inputs: dict, config) -> torch.Tensor:
+    return mask.to(logp.dtype)
+
+
+def talr_token_weights(logp: torch.Tensor, mask: torch.Tensor, inputs: dict, config) -> torch.Tensor:
+    # simplex weights rescaled to mean 1 over the micro-batch's supervised tokens
+    simplex = losses.talr_weights(
+        logp, mask, tau=config.talr.tau, tau_scope=config.talr.tau_scope, w_min=config.talr.w_min,
+        tau_min=config.talr.tau_min,
+    )
+    return simplex * mask.sum()
+
+
+def dft_token_weights(logp: torch.Tensor, mask: torch.Tensor, inputs: dict, config) -> torch.Tensor:
+    return losses.dft_weights(logp, mask)
+
+
+TokenWeighting = Callable[[torch.Tensor, torch.Tensor, dict, object], torch.Tensor]
+
+LOSS_WEIGHTINGS: dict[str, TokenWeighting] = {
+    "sft": sft_token_weights,
+    "talr": talr_token_weights,
+    "dft": dft_token_weights,
+}
+
+# name -> factory(model, config) returning an object with .penalty(model) -> scalar tensor, or None
+REGULARIZERS: dict[str, Callable] = {
+    "none": lambda model, config: None,
+}
+
+# name -> prepare(model, config) -> the model to train
+ADAPTERS: dict[str, Callable] = {
+    "full": lambda model, config: model,
+}
+
+# name -> post-hoc step on a finished run (applied by `talr average` / the sweep)
+AVERAGINGS: dict[str, Callable | None] = {
+    "none": None,
+}
+
+# The paper's methods as axis settings (its five baselines plus TALR and DFT).
+PRESETS: dict[str, dict[str, str]] = {
+    "sft": {"loss": "sft", "regularizer": "none", "adapter": "full", "averaging": "none"},
+    "talr": {"loss": "talr", "regularizer": "none", "adapter": "full", "averaging": "none"},
+    "dft": {"loss": "dft", "regularizer": "none", "adapter": "full", "averaging": "none"},
+}

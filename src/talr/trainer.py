@@ -1,0 +1,253 @@
+"""The training engine: a ``transformers.Trainer`` whose loss is any registered token weighting, and the recipe that
+turns a :class:`talr.config.Config` into a finished run directory.
+
+Run directory layout: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one line per logging step), ``model/``
+(safetensors + tokenizer), ``run.json`` (versions, seed, git hash, wall time, device, throughput, peak memory). A run
+is finished when ``run.json`` has ``"status": "finished"``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from talr import __version__, losses
+from talr.config import Config, config_to_dict, save_config
+from talr.data import load_train_examples
+from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.methods import ADAPTERS, LOSS_WEIGHTINGS, REGULARIZERS
+from talr.models import load_model
+
+logger = logging.getLogger(__name__)
+
+
+class TalrTrainer(Trainer):
+    """``Trainer`` with talr's losses.
+
+    The loss of a micro-batch is ``sum_i w_i * l_i / num_items_in_batch`` where ``num_items_in_batch`` is the number
+    of supervised tokens in the whole optimizer step (all accumulation steps, all processes when
+    ``average_tokens_across_devices``), exactly as transformers normalises its own causal-LM loss; the loss is then
+    already scaled for gradient accumulation (``loss_is_scaled_for_ga``) and is multiplied by the number of processes
+    because DDP averages gradients. Plain SFT weights (all 1) reproduce transformers' default loss.
+    """
+
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, *args, run_config: Config, regularizer=None, side_fields: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.run_config = run_config
+        self.token_weighting = LOSS_WEIGHTINGS[run_config.method.loss]
+        self.regularizer = regularizer
+        self.side_fields = side_fields
+        # Always count the step's supervised tokens (transformers only does when it thinks the model computes the
+        # loss); compute_loss below never passes num_items_in_batch into the model.
+        self.model_accepts_loss_kwargs = True
+        self._stats = _StepStats()
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        side = {name: inputs.pop(name) for name in self.side_fields if name in inputs}
+        outputs = model(**inputs)
+        logp, mask = losses.token_logprobs(outputs.logits, labels)
+        weights = self.token_weighting(logp, mask, side, self.run_config).detach()
+        denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum()
+        loss = losses.weighted_nll(logp, weights) / denominator
+        if num_items_in_batch is not None and self.args.average_tokens_across_devices:
+            loss = loss * self.accelerator.num_processes
+        if self.regularizer is not None:
+            # added once per optimizer step in total, whatever the accumulation
+            loss = loss + self.regularizer.penalty(model) / getattr(self, "current_gradient_accumulation_steps", 1)
+        if model.training:
+            self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config)
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add what the steps since the last one measured
+            logs.update(self._stats.flush())
+        super().log(logs, start_time)
+
+
+class _StepStats:
+    """Sums over the micro-batches since the last log, kept as tensors so logging never syncs a device per step."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.sums: dict[str, torch.Tensor] = {}
+        self.batches = 0
+        self.started = time.perf_counter()
+
+    def _add(self, name: str, value: torch.Tensor) -> None:
+        value = value.detach().float()
+        self.sums[name] = self.sums[name] + value if name in self.sums else value
+
+    @torch.no_grad()
+    def add(self, logp, mask, weights, attention_mask, config: Config) -> None:
+        probs = logp.exp()
+        self._add("tokens", mask.sum())
+        self._add("nll", -(logp * mask).sum())
+        self._add("p", (probs * mask).sum())
+        self._add("hard", ((probs < losses.HARD_TOKEN_PROB) & mask).sum())
+        self._add("input_tokens", attention_mask.sum() if attention_mask is not None else torch.tensor(logp.numel()))
+        tau = losses.talr_tau(logp, mask, config.talr.tau, config.talr.tau_scope, config.talr.tau_min)
+        self._add("tau", tau)
+        self._add("ess", torch.tensor(losses.effective_sample_fraction(weights, mask)))
+        self.batches += 1
+
+    def flush(self) -> dict[str, float]:
+        if not self.batches:
+            return {}
+        s = {k: float(v) for k, v in self.sums.items()}
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        out = {
+            "nll": s["nll"] / s["tokens"],
+            "mean_token_prob": s["p"] / s["tokens"],
+            "hard_token_frac": s["hard"] / s["tokens"],
+            "tau": s["tau"] / self.batches,
+            "ess_frac": s["ess"] / self.batches,
+            "tokens_per_s": s["input_tokens"] / elapsed,
+        }
+        self.reset()
+        return out
+
+
+class MetricsFileCallback(TrainerCallback):
+    """Appends every log to ``metrics.jsonl`` (main process only), flushed line by line so nothing is lost."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            record = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
+            with self.path.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record) + "\n")
+
+
+def _git_hash() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, cwd=Path(__file__).parent
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def _versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import transformers
+
+    return {
+        "talr": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+        "accelerate": accelerate.__version__, "peft": peft.__version__, "python": platform.python_version(),
+    }
+
+
+def _peak_rss_mib() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS
+    scale = 1 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
+    t = config.training
+    use_cuda = torch.cuda.is_available()
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.num_epochs,
+        max_steps=t.max_steps,
+        per_device_train_batch_size=t.per_device_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # transformers 5.x: a float < 1 is a ratio of the total steps
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        save_strategy="no",
+        report_to="none",
+        seed=config.seed,
+        data_seed=config.seed,
+        bf16=t.autocast == "bf16",
+        fp16=t.autocast == "fp16",
+        use_cpu=not use_cuda,
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=False,
+    )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def train(config: Config) -> Path:
+    """Train one run described by ``config`` and return its run directory."""
+    started = time.time()
+    run_dir = Path(config.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, run_dir / "config.yaml")
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path.unlink(missing_ok=True)
+    if config.training.torch_threads:
+        torch.set_num_threads(config.training.torch_threads)
+    set_seed(config.seed)
+
+    model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
+    examples, source = load_train_examples(config.data.train, seed=config.seed)
+    features, token_stats = tokenize_examples(examples, tokenizer, config.data.max_length, source=source)
+    logger.info("Training on %d examples (%d supervised tokens)", len(features), token_stats.supervised_tokens)
+
+    model = ADAPTERS[config.method.adapter](model, config)
+    regularizer = REGULARIZERS[config.method.regularizer](model, config)
+    args = training_arguments(config, run_dir)
+    trainer = TalrTrainer(
+        model=model,
+        args=args,
+        train_dataset=features,
+        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
+        processing_class=tokenizer,
+        callbacks=[MetricsFileCallback(metrics_path)],
+        run_config=config,
+        regularizer=regularizer,
+    )
+    result = trainer.train()
+
+    if config.training.save_model and trainer.is_world_process_zero():
+        trainer.save_model(str(run_dir / "model"))
+    if trainer.is_world_process_zero():
+        steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        throughput = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
+        _write_json(run_dir / "run.json", {
+            "status": "finished",
+            "versions": _versions(),
+            "seed": config.seed,
+            "git": _git_hash(),
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+            "torch_threads": torch.get_num_threads(),
+            "wall_time_s": round(time.time() - started, 2),
+            "train_runtime_s": result.metrics.get("train_runtime"),
+            "global_steps": result.global_step,
+            "final_train_loss": result.training_loss,
+            "mean_tokens_per_s": sum(throughput) / len(throughput) if throughput else None,
+            "peak_rss_mib": round(_peak_rss_mib(), 1),
+            "data": {"source": source, **token_stats.as_dict()},
+            "config": config_to_dict(config),
+        })
+    return run_dir
