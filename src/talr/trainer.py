@@ -57,7 +57,9 @@ class TalrTrainer(Trainer):
         self._stats = _StepStats()
         # Fused (chunked) head and step-exact batch weights: see talr.loss_head, talr.step_normalizer and
         # docs/performance.md.
-        self.head = CausalLMHead(self.model, fused=run_config.training.loss_head == "fused")
+        # Sharded engines (FSDP, DeepSpeed ZeRO) gather lm_head's weight only inside the model's forward.
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        self.head = CausalLMHead(self.model, fused=run_config.training.loss_head == "fused" and not sharded)
         self.weighting_scope = weighting_scope(self.token_weighting)
 
     def _weights_over_step(self) -> bool:
