@@ -56,6 +56,10 @@ class TalrConfig:
     tau_scope: Literal["token", "sequence"] = "token"
     w_min: float = 0.01
     tau_min: float = 1e-3
+    # "step": softmax normaliser and tau over the whole optimizer step (all accumulation micro-batches and processes;
+    # a no-grad pre-pass when gradient_accumulation_steps > 1). "micro_batch": over each micro-batch (cheaper; the
+    # update then depends on how the batch is split).
+    normalize_over: Literal["step", "micro_batch"] = "step"
 
 
 @dataclass
@@ -109,6 +113,9 @@ class TrainingConfig:
     autocast: Literal["bf16", "fp16", "none"] = "bf16"
     save_model: bool = True
     torch_threads: int | None = None
+    # "fused": chunked LM head that never materialises [tokens, vocab] logits (falls back to "reference" for heads it
+    # does not cover); "reference": full logits then talr.losses.token_logprobs.
+    loss_head: Literal["fused", "reference"] = "fused"
 
 
 @dataclass
