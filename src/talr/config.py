@@ -91,6 +91,25 @@ class TrainingConfig:
 
 
 @dataclass
+class ProbesConfig:
+    """Cheap training-time probes (``talr.callbacks``), written to ``probes.jsonl`` in the run directory.
+
+    ``domain``: a separate domain probe set; when unset, ``domain_size`` training examples (at most a tenth) are held
+    out of training for it, whether or not the probes are enabled. ``general``: ``alpaca`` (the data folder's Alpaca
+    subset, skipped with a warning when absent), a JSONL file of chat examples, or null for none.
+    """
+
+    enabled: bool = True
+    every_n_steps: int = 50
+    general: str | None = "alpaca"
+    general_size: int = 32
+    domain: DatasetSpec | None = None
+    domain_size: int = 32
+    hard_token_size: int = 32
+    batch_size: int = 8
+
+
+@dataclass
 class Config:
     model: str = "smollm2-135m-instruct"
     trust_remote_code: bool = False
@@ -102,6 +121,7 @@ class Config:
     l2: L2Config = field(default_factory=L2Config)
     lora: LoraConfig = field(default_factory=LoraConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
 
 
 def _type_name(tp: Any) -> str:
@@ -222,6 +242,15 @@ def validate(config: Config) -> Config:
         raise ConfigError("talr: w_min must be >= 0 and tau_min > 0")
     if config.l2.weight < 0:
         raise ConfigError(f"l2.weight: must be >= 0, got {config.l2.weight}")
+    domain = config.probes.domain
+    if domain is not None and (domain.path is None) == (domain.source is None):
+        raise ConfigError("probes.domain: give either a JSONL path or a data source (`source:`), not both or neither")
+    for key in ("every_n_steps", "batch_size"):
+        if not getattr(config.probes, key) > 0:
+            raise ConfigError(f"probes.{key}: must be positive, got {getattr(config.probes, key)}")
+    for key in ("general_size", "domain_size", "hard_token_size"):
+        if getattr(config.probes, key) < 0:
+            raise ConfigError(f"probes.{key}: must be >= 0, got {getattr(config.probes, key)}")
     return config
 
 

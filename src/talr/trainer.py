@@ -22,6 +22,7 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from talr import __version__, losses
+from talr.callbacks import build_probes
 from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
@@ -211,6 +212,7 @@ def train(config: Config) -> Path:
 
     model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
     examples, source = load_train_examples(config.data.train, seed=config.seed)
+    examples, probe_callbacks = build_probes(config, examples, tokenizer, run_dir)
     features, token_stats = tokenize_examples(examples, tokenizer, config.data.max_length, source=source)
     logger.info("Training on %d examples (%d supervised tokens)", len(features), token_stats.supervised_tokens)
 
@@ -223,7 +225,7 @@ def train(config: Config) -> Path:
         train_dataset=features,
         data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[MetricsFileCallback(metrics_path)],
+        callbacks=[MetricsFileCallback(metrics_path), *probe_callbacks],
         run_config=config,
         regularizer=regularizer,
     )
