@@ -69,6 +69,26 @@ def _add_scoring_options(parser: argparse.ArgumentParser, limit: int | None) -> 
     parser.add_argument("--seed", type=int, default=0)
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from talr.sweep import load_sweep_config, run_sweep
+
+    sweep = load_sweep_config(args.config, args.set)  # every config error surfaces before training starts
+    root = run_sweep(sweep)
+    if not args.no_report:
+        from talr.report import write_report
+
+        print(f"Report: {write_report(root)}")
+    print(f"Sweep finished: {root}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from talr.report import write_report
+
+    print(f"Report: {write_report(args.sweep_dir)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="talr", description="Domain SFT that keeps general capabilities (TALR, small learning rates, baselines)."
@@ -114,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     advise.add_argument("--probe-size", type=int, default=48, help="examples in each code-length probe set")
     advise.add_argument("--out", help="also write the evidence as JSON here")
     advise.set_defaults(func=_advise)
+
+    sweep = verbs.add_parser("sweep", help="train and evaluate a grid of methods x learning rates x seeds (resumable)")
+    sweep.add_argument("config", help="sweep YAML (see configs/sweeps/)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep value")
+    sweep.add_argument("--no-report", action="store_true", help="skip writing report.md at the end")
+    sweep.set_defaults(func=_sweep)
+
+    report = verbs.add_parser("report", help="write report.md and plots for a sweep directory")
+    report.add_argument("sweep_dir")
+    report.set_defaults(func=_report)
     return parser
 
 

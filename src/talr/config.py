@@ -31,6 +31,7 @@ class DatasetSpec:
     split: str = "train"
     format: str | None = None
     limit: int | None = None
+    data_dir: str | None = None  # a folder laid out like ../shared/data (default: talr.paths.data_dir())
 
 
 @dataclass
@@ -157,7 +158,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(tp, value, key)
+        return build_dataclass(tp, value, key)
+    if tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return value
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
@@ -182,7 +187,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
 
 
-def _build(cls: type, data: dict, prefix: str = ""):
+def build_dataclass(cls: type, data: dict, prefix: str = ""):
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
@@ -259,7 +264,7 @@ def config_from_dict(raw: dict | None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a mapping at the top level")
-    return validate(_build(Config, _normalise(raw)))
+    return validate(build_dataclass(Config, _normalise(raw)))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 
 def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
@@ -21,8 +22,8 @@ def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
         return examples, str(spec.path)
     from talr.data.sources import load_sft_examples
 
-    kwargs = {"split": spec.split, "limit": spec.limit, "seed": seed}
-    if spec.format is not None:
-        kwargs["fmt"] = spec.format
-    name = f"{spec.source}:{spec.split}" + (f":{spec.format}" if spec.format else "")
-    return load_sft_examples(spec.source, **kwargs), name
+    examples = load_sft_examples(
+        spec.source, split=spec.split, fmt=spec.format, limit=spec.limit, seed=seed,
+        data_dir=Path(spec.data_dir) if spec.data_dir else None,
+    )
+    return examples, f"{spec.source}:{spec.split}" + (f":{spec.format}" if spec.format else "")

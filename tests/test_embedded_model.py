@@ -1,0 +1,38 @@
+"""The real embedded SmolLM2-135M-Instruct (slow: the first load converts the GGUF file, ~30 s)."""
+
+import json
+
+import pytest
+import torch
+
+from talr.config import config_from_dict
+from talr.data.formats import write_jsonl
+from talr.models import load_model
+from talr.trainer import train
+
+pytestmark = pytest.mark.slow
+
+
+def test_embedded_model_loads_and_answers():
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    assert type(model).__name__ == "LlamaForCausalLM" and model.config.vocab_size == 49152
+    assert 134e6 < sum(p.numel() for p in model.parameters()) < 135e6
+    messages = [{"role": "user", "content": "Tom has 3 apples and buys 5 more. How many apples does he have?"}]
+    inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        out = model.generate(**inputs, max_new_tokens=30, do_sample=False)
+    assert "8" in tokenizer.decode(out[0, inputs["input_ids"].shape[1]:])
+
+
+def test_talr_trains_the_embedded_model(tmp_path):
+    examples = [{"prompt": f"What is {a} times {b}?", "completion": f"{a} times {b} is {a * b}."}
+                for a in range(3, 7) for b in range(4, 6)]
+    config = config_from_dict({
+        "output_dir": str(tmp_path / "run"), "method": "talr",
+        "data": {"train": str(write_jsonl(examples, tmp_path / "d.jsonl")), "max_length": 64},
+        "training": {"learning_rate": 1e-4, "max_steps": 6, "logging_steps": 1, "per_device_batch_size": 4,
+                     "warmup_ratio": 0.0, "lr_scheduler": "constant", "save_model": False},
+    })
+    run_dir = train(config)
+    nll = [json.loads(line)["nll"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"nll"' in line]
+    assert nll[-1] < nll[0]
