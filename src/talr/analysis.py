@@ -396,8 +396,8 @@ def plot_probability_histogram(probs: dict[str, np.ndarray], path: str | Path, l
                                thresholds: Sequence[float] = HARD_THRESHOLDS, bins: int = 50) -> Path:
     """Histogram of target-token probabilities, one outline per model, with the hard-token thresholds marked.
 
-    ``log_scale`` spaces the bins logarithmically in probability (down to the smallest one seen), which shows the
-    tail of very improbable tokens that a linear axis squeezes into its first bin.
+    ``log_scale`` spaces the bins logarithmically in probability (down to the smallest one seen) and puts the counts
+    on a log axis, which shows the tail of very improbable tokens that a linear plot squeezes into its first bin.
     """
     import matplotlib
 
@@ -409,18 +409,19 @@ def plot_probability_histogram(probs: dict[str, np.ndarray], path: str | Path, l
         smallest = min(float(p[p > 0].min()) for p in probs.values() if (p > 0).any())
         edges = np.logspace(math.floor(math.log10(smallest)), 0, bins + 1)
         ax.set_xscale("log")
+        ax.set_yscale("log")
     else:
         edges = np.linspace(0, 1, bins + 1)
     for label, p in probs.items():
         ax.hist(np.clip(p, edges[0], 1.0), bins=edges, histtype="step", linewidth=1.5,
                 weights=np.full(p.size, 100.0 / p.size), label=f"{label} ({p.size} tokens)")
-    for t in thresholds:
-        ax.axvline(t, color="grey", linestyle=":", linewidth=1)
-        ax.text(t, ax.get_ylim()[1] * 0.97, f" p={t:g}", color="grey", fontsize=8, va="top")
+    for k, t in enumerate(thresholds):
+        ax.axvline(t, color="grey", linestyle=":", linewidth=1,
+                   label="hard-token thresholds p = " + ", ".join(f"{x:g}" for x in thresholds) if k == 0 else None)
     ax.set_xlabel("probability of the target token" + (" (log scale)" if log_scale else ""))
-    ax.set_ylabel("% of supervised tokens")
+    ax.set_ylabel("% of supervised tokens" + (" (log scale)" if log_scale else ""))
     ax.set_title("Target-token probabilities")
-    ax.legend(loc="upper center", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
