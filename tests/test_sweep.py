@@ -61,10 +61,12 @@ def test_grid_points_are_named_and_validated(tmp_path, tiny_model_dir):
 
 
 def _results(root: Path) -> dict[str, dict]:
+    """The evaluation results of every finished point (all tasks present)."""
     out = {}
     for path in sorted(root.glob("runs/*/eval/results.json")):
         results = json.loads(path.read_text())["results"]
-        out[path.parent.parent.name] = results
+        if set(results) == {*TASKS["domain"], *TASKS["general"]}:
+            out[path.parent.parent.name] = results
     return out
 
 
@@ -76,7 +78,7 @@ def test_sweep_survives_kill_9_and_resumes(tmp_path, tiny_model_dir):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and len(list(root.glob("runs/*/eval/results.json"))) < 1:
+    while time.time() < deadline and not _results(root):
         time.sleep(0.05)
     time.sleep(0.3)  # into the next point's training (or its checkpoint write)
     process.send_signal(signal.SIGKILL)
@@ -95,3 +97,14 @@ def test_sweep_survives_kill_9_and_resumes(tmp_path, tiny_model_dir):
 
     report = write_report(root).read_text()
     assert "Learning rate 0.001" in report and "talr" in report
+
+
+def test_plan_writes_each_point_config_for_accelerate(tmp_path, tiny_model_dir):
+    from talr.config import load_config
+    from talr.sweep import plan_sweep
+
+    sweep = load_sweep_config(_sweep_file(tmp_path, tiny_model_dir))
+    commands = plan_sweep(sweep)
+    assert len(commands) == 4 and all(c.startswith("accelerate launch -m talr.cli train --config ") for c in commands)
+    config = load_config(commands[-1].split()[-1])
+    assert config.method.loss == "talr" and config.training.learning_rate == 1e-2

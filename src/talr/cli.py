@@ -73,6 +73,11 @@ def _sweep(args: argparse.Namespace) -> int:
     from talr.sweep import load_sweep_config, run_sweep
 
     sweep = load_sweep_config(args.config, args.set)  # every config error surfaces before training starts
+    if args.plan:
+        from talr.sweep import plan_sweep
+
+        print("\n".join(plan_sweep(sweep)))
+        return 0
     root = run_sweep(sweep)
     if not args.no_report:
         from talr.report import write_report
@@ -86,6 +91,14 @@ def _report(args: argparse.Namespace) -> int:
     from talr.report import write_report
 
     print(f"Report: {write_report(args.sweep_dir)}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from talr.demo import run_demo
+
+    report = run_demo(args.out, args.data_dir)
+    print(f"Demo finished. Report: {report}")
     return 0
 
 
@@ -139,7 +152,20 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("config", help="sweep YAML (see configs/sweeps/)")
     sweep.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a sweep value")
     sweep.add_argument("--no-report", action="store_true", help="skip writing report.md at the end")
+    sweep.add_argument("--plan", action="store_true",
+                       help="write each unfinished point's config.yaml and print one `accelerate launch` command each")
     sweep.set_defaults(func=_sweep)
+
+    from talr.evaluation import cli as eval_cli
+
+    evaluate = verbs.add_parser("eval", help="evaluate a model on domain and general tasks (lm-eval-shaped results)")
+    eval_cli.add_arguments(evaluate)
+    evaluate.set_defaults(func=eval_cli.run)
+
+    demo = verbs.add_parser("demo", help="a small end-to-end sweep on the embedded model, with its report")
+    demo.add_argument("--out", default="demo", help="where the demo's sweep and report go (default: ./demo)")
+    demo.add_argument("--data-dir", help="use the real sets from a folder laid out like ../shared/data")
+    demo.set_defaults(func=_demo)
 
     report = verbs.add_parser("report", help="write report.md and plots for a sweep directory")
     report.add_argument("sweep_dir")
