@@ -296,3 +296,13 @@ def test_analyze_and_codelength_commands_end_to_end(tmp_path, tiny_model_dir):
     g, d = result["general"], result["domain"]
     assert result["cost_per_gain"] == pytest.approx(g["delta_bits"] / -d["delta_bits"])
     assert "Delta L(P1) / -Delta L(P2)" in analysis.format_codelength(result)
+
+
+def test_command_line_data_arguments_name_files_or_sources(tmp_path):
+    jsonl = write_jsonl(_examples(2), tmp_path / "d.jsonl")
+    assert analysis.dataset_spec(str(jsonl)) == {"path": str(jsonl)}
+    assert analysis.dataset_spec("medcalc_bench:train:label") == {
+        "source": "medcalc_bench", "split": "train", "format": "label"}
+    assert analysis.dataset_spec("gsm8k") == {"source": "gsm8k", "split": "train", "format": None}
+    examples, source = analysis.load_examples_arg(str(jsonl), limit=1)
+    assert len(examples) == 1 and source == str(jsonl)

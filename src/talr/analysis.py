@@ -434,19 +434,30 @@ def plot_probability_histogram(probs: dict[str, np.ndarray], path: str | Path, l
 # The `talr analyze` and `talr codelength` commands
 
 
+def _is_file_arg(text: str) -> bool:
+    path = Path(text)
+    return text == "alpaca" or path.suffix in (".json", ".jsonl") or path.exists()
+
+
+def dataset_spec(text: str) -> dict:
+    """The ``data.train`` mapping of a training config for a command-line data argument (see
+    :func:`load_examples_arg`)."""
+    if _is_file_arg(text):
+        return {"path": str(data_dir() / ALPACA_FILE) if text == "alpaca" else text}
+    name, _, rest = text.partition(":")
+    split, _, fmt = rest.partition(":")
+    return {"source": name, "split": split or "train", "format": fmt or None}
+
+
 def load_examples_arg(text: str, limit: int | None = None, seed: int = 0) -> tuple[list[dict], str]:
     """Examples named on the command line: a JSONL/JSON file, ``alpaca``, or a data source ``NAME[:SPLIT[:FORMAT]]``
     (``talr.data.sources``), then a seeded sample of ``limit`` of them."""
-    path = Path(text)
-    if text == "alpaca" or path.suffix in (".json", ".jsonl") or path.exists():
+    if _is_file_arg(text):
         return sample_examples(load_chat_examples(text), limit, seed), text
     from talr.config import DatasetSpec
     from talr.data import load_train_examples
 
-    name, _, rest = text.partition(":")
-    split, _, fmt = rest.partition(":")
-    spec = DatasetSpec(source=name, split=split or "train", format=fmt or None, limit=limit)
-    return load_train_examples(spec, seed=seed)
+    return load_train_examples(DatasetSpec(**dataset_spec(text), limit=limit), seed=seed)
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:

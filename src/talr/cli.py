@@ -48,10 +48,15 @@ def _codelength(args: argparse.Namespace) -> int:
 
 
 def _advise(args: argparse.Namespace) -> int:
+    import json
+
     from talr.advisor import advise, format_advice, save_advice
+    from talr.analysis import dataset_spec
     from talr.config import load_config
 
-    config = load_config(args.config, [f"model={args.model}", *args.set])
+    # the probe runs train on slices of --data, whatever data.train the config names
+    train_data = json.dumps(dataset_spec(args.data))
+    config = load_config(args.config, [f"model={args.model}", f"data.train={train_data}", *args.set])
     general = None if args.general == "none" else args.general
     learning_rates = [float(x) for x in args.learning_rates.split(",")]
     advice = advise(config, args.data, general=general, learning_rates=learning_rates, steps=args.steps,
