@@ -119,6 +119,25 @@ class TrainingConfig:
 
 
 @dataclass
+class ProbesConfig:
+    """Cheap training-time probes (``talr.callbacks``), written to ``probes.jsonl`` in the run directory.
+
+    ``domain``: a separate domain probe set; when unset, ``domain_size`` training examples (at most a tenth) are held
+    out of training for it, whether or not the probes are enabled. ``general``: ``alpaca`` (the data folder's Alpaca
+    subset, skipped with a warning when absent), a JSONL file of chat examples, or null for none.
+    """
+
+    enabled: bool = True
+    every_n_steps: int = 50
+    general: str | None = "alpaca"
+    general_size: int = 32
+    domain: DatasetSpec | None = None
+    domain_size: int = 32
+    hard_token_size: int = 32
+    batch_size: int = 8
+
+
+@dataclass
 class Config:
     model: str = "smollm2-135m-instruct"
     trust_remote_code: bool = False
@@ -132,6 +151,7 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
 
 
 def _type_name(tp: Any) -> str:
@@ -267,6 +287,15 @@ def validate(config: Config) -> Config:
     if config.method.averaging != "none" and not config.training.save_model:
         raise ConfigError(f"method.averaging: {config.method.averaging} averages the saved model; "
                           "set training.save_model: true")
+    domain = config.probes.domain
+    if domain is not None and (domain.path is None) == (domain.source is None):
+        raise ConfigError("probes.domain: give either a JSONL path or a data source (`source:`), not both or neither")
+    for key in ("every_n_steps", "batch_size"):
+        if not getattr(config.probes, key) > 0:
+            raise ConfigError(f"probes.{key}: must be positive, got {getattr(config.probes, key)}")
+    for key in ("general_size", "domain_size", "hard_token_size"):
+        if getattr(config.probes, key) < 0:
+            raise ConfigError(f"probes.{key}: must be >= 0, got {getattr(config.probes, key)}")
     return config
 
 

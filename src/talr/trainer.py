@@ -26,6 +26,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from talr import __version__, flow, losses
 from talr.adapters import is_peft_model, save_merged
+from talr.callbacks import build_probes
 from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
@@ -277,6 +278,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 
     model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
     examples, source = load_train_examples(config.data.train, seed=config.seed)
+    examples, probe_callbacks = build_probes(config, examples, tokenizer, run_dir)
     features, token_stats = tokenize_examples(examples, tokenizer, config.data.max_length, source=source)
     logger.info("Training on %d examples (%d supervised tokens)", len(features), token_stats.supervised_tokens)
 
@@ -292,7 +294,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
         train_dataset=features,
         data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=side_fields),
         processing_class=tokenizer,
-        callbacks=[MetricsFileCallback(metrics_path), *callbacks],
+        callbacks=[MetricsFileCallback(metrics_path), *probe_callbacks, *callbacks],
         run_config=config,
         regularizer=regularizer,
         side_fields=side_fields,
