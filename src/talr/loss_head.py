@@ -83,9 +83,9 @@ class _Head:
         if self.grad_b is not None:
             self.grad_b += grad_logits.sum(0)
 
-    def param_grads(self, weight, bias, scale: torch.Tensor | float = 1.0):
-        gw = None if self.grad_w is None else (self.grad_w * scale).to(weight.dtype)
-        gb = None if self.grad_b is None else (self.grad_b * scale).to(bias.dtype)
+    def param_grads(self, weight, bias):
+        gw = None if self.grad_w is None else self.grad_w.to(weight.dtype)  # no copy for float32 parameters
+        gb = None if self.grad_b is None else self.grad_b.to(bias.dtype)
         return gw, gb
 
 
@@ -164,18 +164,23 @@ class _WeightedNLL(torch.autograd.Function):
         # loss = -sum_i coef_i * logp_i: its gradient wrt the logits is -coef * (onehot - softmax)
         neg_coef = -coef.float()
         logp, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=neg_coef if head.needs_grad else None)
-        ctx.save_for_backward(head.grad_h, head.grad_w, head.grad_b, weight, bias)
+        # Kept as attributes, not saved tensors, so the backward can scale them in place: a [vocab, hidden] copy
+        # of the projection gradient would double the head's largest buffer.
+        ctx.head, ctx.param_dtypes = head, (weight.dtype, None if bias is None else bias.dtype)
         ctx.mark_non_differentiable(logp)
         return (neg_coef * logp).sum(), logp
 
     @staticmethod
     def backward(ctx, grad_loss, _grad_logp):
-        grad_h, grad_w, grad_b, weight, bias = ctx.saved_tensors
+        head = ctx.head
+        if head is None:
+            raise RuntimeError("fused_weighted_nll's gradients were already used: its backward runs once")
+        ctx.head = None
         scale = grad_loss.float()
-        out_h = None if grad_h is None else (grad_h * scale).to(grad_h.dtype)
-        out_w = None if grad_w is None else (grad_w * scale).to(weight.dtype)
-        out_b = None if grad_b is None else (grad_b * scale).to(bias.dtype)
-        return out_h, out_w, out_b, None, None, None
+        grads = [None if g is None else g.mul_(scale) for g in (head.grad_h, head.grad_w, head.grad_b)]
+        w_dtype, b_dtype = ctx.param_dtypes
+        return (grads[0], None if grads[1] is None else grads[1].to(w_dtype),
+                None if grads[2] is None else grads[2].to(b_dtype), None, None, None)
 
 
 def _supervised(hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int):
