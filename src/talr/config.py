@@ -56,6 +56,10 @@ class TalrConfig:
     tau_scope: Literal["token", "sequence"] = "token"
     w_min: float = 0.01
     tau_min: float = 1e-3
+    # "step": softmax normaliser and tau over the whole optimizer step (all accumulation micro-batches and processes;
+    # a no-grad pre-pass when gradient_accumulation_steps > 1). "micro_batch": over each micro-batch (cheaper; the
+    # update then depends on how the batch is split).
+    normalize_over: Literal["step", "micro_batch"] = "step"
 
 
 @dataclass
@@ -109,6 +113,28 @@ class TrainingConfig:
     autocast: Literal["bf16", "fp16", "none"] = "bf16"
     save_model: bool = True
     torch_threads: int | None = None
+    # "fused": chunked LM head that never materialises [tokens, vocab] logits (falls back to "reference" for heads it
+    # does not cover); "reference": full logits then talr.losses.token_logprobs.
+    loss_head: Literal["fused", "reference"] = "fused"
+
+
+@dataclass
+class ProbesConfig:
+    """Cheap training-time probes (``talr.callbacks``), written to ``probes.jsonl`` in the run directory.
+
+    ``domain``: a separate domain probe set; when unset, ``domain_size`` training examples (at most a tenth) are held
+    out of training for it, whether or not the probes are enabled. ``general``: ``alpaca`` (the data folder's Alpaca
+    subset, skipped with a warning when absent), a JSONL file of chat examples, or null for none.
+    """
+
+    enabled: bool = True
+    every_n_steps: int = 50
+    general: str | None = "alpaca"
+    general_size: int = 32
+    domain: DatasetSpec | None = None
+    domain_size: int = 32
+    hard_token_size: int = 32
+    batch_size: int = 8
 
 
 @dataclass
@@ -125,6 +151,7 @@ class Config:
     flow: FlowConfig = field(default_factory=FlowConfig)
     wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    probes: ProbesConfig = field(default_factory=ProbesConfig)
 
 
 def _type_name(tp: Any) -> str:
@@ -260,6 +287,15 @@ def validate(config: Config) -> Config:
     if config.method.averaging != "none" and not config.training.save_model:
         raise ConfigError(f"method.averaging: {config.method.averaging} averages the saved model; "
                           "set training.save_model: true")
+    domain = config.probes.domain
+    if domain is not None and (domain.path is None) == (domain.source is None):
+        raise ConfigError("probes.domain: give either a JSONL path or a data source (`source:`), not both or neither")
+    for key in ("every_n_steps", "batch_size"):
+        if not getattr(config.probes, key) > 0:
+            raise ConfigError(f"probes.{key}: must be positive, got {getattr(config.probes, key)}")
+    for key in ("general_size", "domain_size", "hard_token_size"):
+        if getattr(config.probes, key) < 0:
+            raise ConfigError(f"probes.{key}: must be >= 0, got {getattr(config.probes, key)}")
     return config
 
 

@@ -39,6 +39,13 @@ def dft_token_weights(logp: torch.Tensor, mask: torch.Tensor, inputs: dict, conf
     return losses.dft_weights(logp, mask)
 
 
+# What each weighting's weights depend on (talr.step_normalizer.weighting_scope): the trainer computes "labels"
+# weights before the forward, and "batch" weights over the whole optimizer step.
+sft_token_weights.scope = "labels"
+dft_token_weights.scope = "token"
+talr_token_weights.scope = "batch"
+flow.flow_token_weights.scope = "labels"  # a per-sample constant: known before the forward
+
 TokenWeighting = Callable[[torch.Tensor, torch.Tensor, dict, object], torch.Tensor]
 
 LOSS_WEIGHTINGS: dict[str, TokenWeighting] = {

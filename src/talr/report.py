@@ -40,30 +40,44 @@ class Sweep:
     base: Point | None
     points: list[Point]
 
-    @property
-    def general_scores(self) -> list[str]:
-        return [t for t in self.general if self.higher_is_better.get(t, True)]
+    def score_tasks(self, tasks: list[str]) -> list[str]:
+        return [t for t in tasks if self.higher_is_better.get(t, True)]
 
-    @property
-    def general_bits(self) -> list[str]:
-        return [t for t in self.general if not self.higher_is_better.get(t, True)]
+    def bits_tasks(self, tasks: list[str]) -> list[str]:
+        return [t for t in tasks if not self.higher_is_better.get(t, True)]
 
-    def domain_score(self, point: Point) -> float | None:
-        values = [point.scores.get(t) for t in self.domain if self.higher_is_better.get(t, True)]
-        values = [v for v in values if v is not None]
-        return sum(values) / len(values) if values else None
+    def axis(self, point: Point, side: str, kind: str) -> float | None:
+        """One number per point and side ("domain"/"general"), larger is better.
 
-    def general_average(self, point: Point) -> float | None:
-        values = [point.scores.get(t) for t in self.general_scores]
+        ``kind="score"``: the mean of the side's accuracy-like tasks. ``kind="bits"``: the mean code-length change
+        against the base model with the sign flipped, -Delta L in bits/token (domain: the gain; general: minus the
+        damage).
+        """
+        tasks = self.domain if side == "domain" else self.general
+        if kind == "score":
+            values = [point.scores.get(t) for t in self.score_tasks(tasks)]
+        else:
+            if self.base is None:
+                return None
+            values = [None if point.scores.get(t) is None or self.base.scores.get(t) is None
+                      else self.base.scores[t] - point.scores[t] for t in self.bits_tasks(tasks)]
         if not values or any(v is None for v in values):
             return None
         return sum(values) / len(values)
 
-    def average_stderr(self, point: Point, tasks: list[str]) -> float | None:
+    def axis_stderr(self, point: Point, side: str, kind: str) -> float | None:
+        tasks = self.domain if side == "domain" else self.general
+        tasks = self.score_tasks(tasks) if kind == "score" else self.bits_tasks(tasks)
         errors = [point.stderrs.get(t) for t in tasks]
         if not errors or any(e is None for e in errors):
             return None
         return math.sqrt(sum(e * e for e in errors)) / len(errors)
+
+    def kinds(self) -> list[str]:
+        """The axis kinds both sides have tasks for: accuracy first, code length second."""
+        return [k for k in ("score", "bits")
+                if (self.score_tasks if k == "score" else self.bits_tasks)(self.domain)
+                and (self.score_tasks if k == "score" else self.bits_tasks)(self.general)]
 
 
 def _primary(results: dict, task: str) -> tuple[str, float, float | None, bool]:
@@ -156,12 +170,23 @@ def grouped_points(sweep: Sweep) -> list[Point]:
     return [_aggregate_seeds(sweep, group) for group in groups.values()]
 
 
+KIND_LABEL = {
+    "score": ("domain score (%)", "general average (%)", 100.0),
+    "bits": ("domain gain −ΔL(P2) (bits/token)", "general change −ΔL(P1) (bits/token; < 0 = damage)", 1.0),
+}
+
+
 def tables(sweep: Sweep) -> str:
+    """One table per learning rate: every task's value ± stderr, the side averages and their change vs the base."""
     base = sweep.base
-    base_dom = sweep.domain_score(base) if base else None
-    base_gen = sweep.general_average(base) if base else None
-    header = (["method", "seeds"] + [f"{t} (domain)" for t in sweep.domain] + sweep.general_scores + ["general avg"]
-              + [f"Δ{t} (bits/token)" for t in sweep.general_bits] + ["Δ domain", "Δ general avg"])
+    header = ["method", "seeds"]
+    header += [f"{t} (domain{', bits/token' if t in sweep.bits_tasks(sweep.domain) else ''})" for t in sweep.domain]
+    header += [f"{t}{' (bits/token)' if t in sweep.bits_tasks(sweep.general) else ''}" for t in sweep.general]
+    kinds = sweep.kinds()
+    if "score" in kinds:
+        header += ["general avg (%)", "Δ domain (pts)", "Δ general avg (pts)"]
+    if "bits" in kinds:
+        header += ["−ΔL domain", "−ΔL general"]
     lines = []
     by_lr: dict[float | None, list[Point]] = defaultdict(list)
     for point in grouped_points(sweep):
@@ -169,19 +194,23 @@ def tables(sweep: Sweep) -> str:
     for lr in sorted(by_lr, key=lambda v: (v is None, v)):
         lines += [f"### Learning rate {lr:g}" if lr is not None else "### Other", ""]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        rows = ([base] if base else []) + sorted(by_lr[lr], key=lambda p: p.method)
+        rows = ([base] if base else []) + sorted(by_lr[lr], key=lambda p: (p.method, p.alpha or 0))
         for point in rows:
             is_base = point is base
             cells = [point.method if point.alpha is None else f"{point.method} (α={point.alpha:g})",
                      "—" if is_base else str(point.seed)]
-            cells += [_fmt(point.scores.get(t), point.stderrs.get(t)) for t in sweep.domain]
-            cells += [_fmt(point.scores.get(t), point.stderrs.get(t)) for t in sweep.general_scores]
-            cells.append(_fmt(sweep.general_average(point), sweep.average_stderr(point, sweep.general_scores)))
-            for task in sweep.general_bits:
-                value = point.scores.get(task)
-                cells.append(_delta(value, base.scores.get(task) if base else None, percent=False))
-            cells.append("—" if is_base else _delta(sweep.domain_score(point), base_dom))
-            cells.append("—" if is_base else _delta(sweep.general_average(point), base_gen))
+            for task in [*sweep.domain, *sweep.general]:
+                percent = sweep.higher_is_better.get(task, True)
+                cells.append(_fmt(point.scores.get(task), point.stderrs.get(task), percent=percent))
+            if "score" in kinds:
+                cells.append(_fmt(sweep.axis(point, "general", "score"), sweep.axis_stderr(point, "general", "score")))
+                for side in ("domain", "general"):
+                    cells.append("—" if is_base or base is None else
+                                 _delta(sweep.axis(point, side, "score"), sweep.axis(base, side, "score")))
+            if "bits" in kinds:
+                for side in ("domain", "general"):
+                    value = sweep.axis(point, side, "bits")
+                    cells.append("—" if is_base or value is None else f"{value:+.3f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)
@@ -197,14 +226,16 @@ def pareto_front(xy: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: xy[i][0])
 
 
-def _plot_scatter(sweep: Sweep, out: Path) -> Path | None:
+def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    x_label, y_label, scale = KIND_LABEL[kind]
     points = [p for p in grouped_points(sweep)
-              if sweep.domain_score(p) is not None and sweep.general_average(p) is not None]
+              if sweep.axis(p, "domain", kind) is not None and sweep.axis(p, "general", kind) is not None]
     if not points:
         return None
     methods = sorted({p.method for p in points})
@@ -212,30 +243,38 @@ def _plot_scatter(sweep: Sweep, out: Path) -> Path | None:
     colours = plt.get_cmap("tab10")
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    xy = [(100 * sweep.domain_score(p), 100 * sweep.general_average(p)) for p in points]
+    xy = [(scale * sweep.axis(p, "domain", kind), scale * sweep.axis(p, "general", kind)) for p in points]
     for p, (x, y) in zip(points, xy):
-        ax.scatter(x, y, color=colours(methods.index(p.method) % 10),
-                   marker=markers[rates.index(p.learning_rate) % len(markers)] if p.learning_rate in rates else "o",
-                   s=70, edgecolor="black", linewidth=0.5, zorder=3)
+        marker = markers[rates.index(p.learning_rate) % len(markers)] if p.learning_rate in rates else "o"
+        ax.scatter(x, y, color=colours(methods.index(p.method) % 10), marker=marker, s=70, edgecolor="black",
+                   linewidth=0.5, zorder=3)
     front = pareto_front(xy)
-    ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="grey", lw=1, zorder=2,
-            label="Pareto front")
-    if sweep.base and sweep.domain_score(sweep.base) is not None and sweep.general_average(sweep.base) is not None:
-        ax.scatter(100 * sweep.domain_score(sweep.base), 100 * sweep.general_average(sweep.base), marker="*",
-                   s=260, color="gold", edgecolor="black", zorder=4, label="base model")
-    from matplotlib.lines import Line2D
-
+    ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="grey", lw=1, zorder=2)
+    base_xy = None
+    if sweep.base is not None:
+        bx, by = sweep.axis(sweep.base, "domain", kind), sweep.axis(sweep.base, "general", kind)
+        if bx is not None and by is not None:
+            base_xy = (scale * bx, scale * by)
+            ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=4)
     handles = [Line2D([], [], color=colours(i % 10), marker="o", ls="", label=m) for i, m in enumerate(methods)]
     handles += [Line2D([], [], color="black", marker=markers[i % len(markers)], ls="", mfc="white",
                        label=f"lr {r:g}") for i, r in enumerate(rates)]
-    handles += ax.get_legend_handles_labels()[0]
+    handles.append(Line2D([], [], color="grey", ls="--", label="Pareto front"))
+    if base_xy is not None:
+        handles.append(Line2D([], [], color="gold", marker="*", ls="", markersize=14, markeredgecolor="black",
+                              label="base model"))
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
-    ax.set_xlabel(f"domain score (%) — {', '.join(sweep.domain)}")
-    ax.set_ylabel(f"general average (%) — {', '.join(sweep.general_scores)}")
-    ax.set_title("Domain gain vs general capability (each point: method x learning rate)")
+    tasks_x = sweep.score_tasks(sweep.domain) if kind == "score" else sweep.bits_tasks(sweep.domain)
+    tasks_y = sweep.score_tasks(sweep.general) if kind == "score" else sweep.bits_tasks(sweep.general)
+    ax.set_xlabel(f"{x_label}\n[{', '.join(tasks_x)}]")
+    ax.set_ylabel(f"{y_label}\n[{', '.join(tasks_y)}]")
+    ax.set_title("Domain gain vs general capability (one point per method x learning rate)")
+    if kind == "bits":
+        ax.axhline(0, color="black", lw=0.6)
+        ax.axvline(0, color="black", lw=0.6)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = out / "tradeoff.png"
+    path = out / f"tradeoff_{'accuracy' if kind == 'score' else 'codelength'}.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -273,57 +312,79 @@ def _plot_curves(sweep: Sweep, out: Path) -> Path | None:
 
 
 def guidelines(sweep: Sweep) -> list[str]:
-    """The paper's two claims, stated as measured (including when the data contradicts them)."""
+    """The paper's two claims, stated as measured (including when the data contradicts them), on each axis kind."""
     lines = []
-    base_dom = sweep.domain_score(sweep.base) if sweep.base else None
-    base_gen = sweep.general_average(sweep.base) if sweep.base else None
-    groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
-    if base_gen is None or base_dom is None:
+    if sweep.base is None:
         return ["The base model has no complete evaluation, so the guidelines cannot be checked."]
+    groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
+    for kind in sweep.kinds():
+        _, _, scale = KIND_LABEL[kind]
+        unit = "points" if kind == "score" else "bits/token"
+        fmt = "{:+.1f}" if kind == "score" else "{:+.3f}"
+        base_dom = sweep.axis(sweep.base, "domain", kind) if kind == "score" else 0.0
+        base_gen = sweep.axis(sweep.base, "general", kind) if kind == "score" else 0.0
+        what = ("general average / domain score (accuracy)" if kind == "score"
+                else "general / domain code length (−ΔL, bits per token)")
+        lines.append(f"*Measured on {what}:*")
 
-    def change(point):
-        return 100 * (sweep.domain_score(point) - base_dom), 100 * (sweep.general_average(point) - base_gen)
+        def change(point, side):
+            value = sweep.axis(point, side, kind)
+            ref = base_dom if side == "domain" else base_gen
+            return None if value is None or ref is None else scale * (value - ref)
 
-    for method in sorted({m for m, _ in groups}):
-        rates = sorted(lr for m, lr in groups if m == method)
-        if len(rates) < 2:
-            continue
-        small, large = groups[(method, rates[0])], groups[(method, rates[-1])]
-        d_small, g_small = change(small)
-        d_large, g_large = change(large)
-        verdict = ("consistent with guideline 1 (the smaller learning rate kept more general ability)"
-                   if g_small > g_large else
-                   "not consistent with guideline 1 here (the smaller learning rate did not keep more general ability)")
-        lines.append(
-            f"- **{method}, learning rate**: at lr {rates[0]:g} the general average changed {g_small:+.1f} points "
-            f"(domain {d_small:+.1f}); at lr {rates[-1]:g} it changed {g_large:+.1f} (domain {d_large:+.1f}): "
-            f"{verdict}."
-        )
-    for lr in sorted({lr for _, lr in groups}):
-        if ("talr", lr) in groups and ("sft", lr) in groups:
-            talr, sft = groups[("talr", lr)], groups[("sft", lr)]
-            d_t, g_t = change(talr)
-            d_s, g_s = change(sft)
-            kept, cost = g_t - g_s, d_s - d_t
-            se = sweep.average_stderr(talr, sweep.general_scores)
-            se2 = sweep.average_stderr(sft, sweep.general_scores)
-            noise = 100 * math.sqrt(se * se + se2 * se2) if se is not None and se2 is not None else None
-            significance = (f" (the difference is {'within' if abs(kept) < 2 * noise else 'beyond'} two standard "
-                            f"errors, {2 * noise:.1f} points)" if noise is not None else "")
-            verdict = ("consistent with guideline 2" if kept > 0 and cost <= max(kept, 0) else
-                       "consistent with guideline 2 on general ability but at a larger domain cost" if kept > 0 else
-                       "not consistent with guideline 2 here")
+        for method in sorted({m for m, _ in groups}):
+            rates = sorted(lr for m, lr in groups if m == method)
+            if len(rates) < 2:
+                continue
+            small, large = groups[(method, rates[0])], groups[(method, rates[-1])]
+            d_small, g_small = change(small, "domain"), change(small, "general")
+            d_large, g_large = change(large, "domain"), change(large, "general")
+            if None in (d_small, g_small, d_large, g_large):
+                continue
+            verdict = ("consistent with guideline 1: the smaller learning rate kept more general ability"
+                       if g_small > g_large else
+                       "not consistent with guideline 1 here: the smaller learning rate did not keep more general "
+                       "ability")
             lines.append(
-                f"- **TALR vs SFT at lr {lr:g}**: TALR kept {kept:+.1f} points more general average than SFT "
-                f"for {cost:+.1f} points less domain score{significance}: {verdict}."
+                f"- **{method}, learning rate**: at lr {rates[0]:g} the general side changed {fmt.format(g_small)} "
+                f"{unit} (domain {fmt.format(d_small)}); at lr {rates[-1]:g} it changed {fmt.format(g_large)} "
+                f"(domain {fmt.format(d_large)}): {verdict}."
             )
-    return lines or ["Not enough grid points (two learning rates of one method, or TALR and SFT at one rate)."]
+        for lr in sorted({lr for _, lr in groups}):
+            if ("talr", lr) not in groups or ("sft", lr) not in groups:
+                continue
+            talr, sft = groups[("talr", lr)], groups[("sft", lr)]
+            values = [change(talr, "general"), change(sft, "general"), change(sft, "domain"), change(talr, "domain")]
+            if None in values:
+                continue
+            kept, cost = values[0] - values[1], values[2] - values[3]
+            se_t, se_s = sweep.axis_stderr(talr, "general", kind), sweep.axis_stderr(sft, "general", kind)
+            significance, within_noise = "", False
+            if se_t is not None and se_s is not None:
+                noise = scale * math.sqrt(se_t * se_t + se_s * se_s)
+                within_noise = abs(kept) < 2 * noise
+                significance = (f" (the general difference is {'within' if within_noise else 'beyond'} two "
+                                f"standard errors, {fmt.format(2 * noise).lstrip('+')} {unit})")
+            if within_noise:
+                verdict = "no measurable difference at this evaluation size"
+            elif kept > 0:
+                verdict = ("consistent with guideline 2" if cost <= kept else
+                           "TALR kept more general ability but gave up more domain gain than it kept")
+            else:
+                verdict = "not consistent with guideline 2 here: TALR kept less general ability than SFT"
+            lines.append(
+                f"- **TALR vs SFT at lr {lr:g}**: TALR kept {fmt.format(kept)} {unit} more on the general side than "
+                f"SFT for {fmt.format(cost)} {unit} less domain gain{significance}: {verdict}."
+            )
+    if len(lines) == len(sweep.kinds()):  # only the headings: nothing was comparable
+        lines.append("Not enough grid points (two learning rates of one method, or TALR and SFT at one rate).")
+    return lines
 
 
 def write_report(sweep_dir: str | Path) -> Path:
     sweep = load_sweep(sweep_dir)
     out = sweep.root
-    scatter = _plot_scatter(sweep, out)
+    scatters = [path for kind in sweep.kinds() if (path := _plot_scatter(sweep, out, kind)) is not None]
     curves = _plot_curves(sweep, out)
     config = yaml.safe_load((out / "sweep.yaml").read_text())
     train = config.get("train", {})
@@ -332,8 +393,10 @@ def write_report(sweep_dir: str | Path) -> Path:
         "",
         f"Base model `{train.get('model', 'smollm2-135m-instruct')}`; training data `{train.get('data', {}).get('train')}`; "
         f"evaluation limit {config['eval'].get('limit')} items per task; "
-        f"{len(sweep.points)} finished points. Scores in percent ± one standard error (binomial, per task; "
-        "the general average's error combines them). Metrics: "
+        f"{len(sweep.points)} finished points. Accuracies in percent and code lengths in bits per token, each ± one "
+        "standard error (binomial or bootstrap, per task; an average's error combines them). −ΔL is the code-length "
+        "change against the base model with the sign flipped (positive = the model compresses that text better). "
+        "Metrics: "
         + ", ".join(f"{t}: `{m}`" for t, m in sweep.metric_names.items()) + ".",
         "",
         "## The paper's guidelines, as measured",
@@ -344,8 +407,8 @@ def write_report(sweep_dir: str | Path) -> Path:
         "",
         tables(sweep),
     ]
-    if scatter:
-        parts += ["## Domain vs general", "", f"![trade-off]({scatter.name})", ""]
+    if scatters:
+        parts += ["## Domain vs general", ""] + [f"![trade-off]({path.name})" for path in scatters] + [""]
     if curves:
         parts += ["## Training curves", "", f"![training curves]({curves.name})", ""]
     path = out / "report.md"

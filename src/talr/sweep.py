@@ -45,6 +45,7 @@ class EvalConfig:
     limit: int | None = None
     batch_size: int = 16
     data_dir: str | None = None
+    max_new_tokens: int | None = None  # cap on every generation task's budget (CPU-sized sweeps)
 
 
 @dataclass
@@ -181,8 +182,24 @@ def _evaluate(model_spec: str | Path, eval_dir: Path, sweep: SweepConfig) -> Non
     model, tokenizer = load_model(model_spec, trust_remote_code=bool(sweep.train.get("trust_remote_code", False)))
     evaluate(
         model, tokenizer, sweep.tasks, out_dir=eval_dir, limit=sweep.eval.limit, batch_size=sweep.eval.batch_size,
-        model_name=str(model_spec), data_dir=sweep.eval.data_dir,
+        model_name=str(model_spec), data_dir=sweep.eval.data_dir, max_new_tokens=sweep.eval.max_new_tokens,
     )
+
+
+def plan_sweep(sweep: SweepConfig) -> list[str]:
+    """Write every unfinished point's resolved ``config.yaml`` and return one ``accelerate launch`` command per
+    point, for spreading the training over GPUs or machines; rerunning ``talr sweep`` afterwards evaluates the runs."""
+    from talr.config import save_config
+
+    commands = []
+    for point in grid_points(sweep):
+        run_dir = Path(point.config.output_dir)
+        if _run_finished(run_dir):
+            continue
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(point.config, run_dir / "config.yaml")
+        commands.append(f"accelerate launch -m talr.cli train --config {run_dir / 'config.yaml'}")
+    return commands
 
 
 def run_sweep(sweep: SweepConfig) -> Path:
@@ -206,7 +223,7 @@ def run_sweep(sweep: SweepConfig) -> Path:
             train(point.config)
         _write_point(run_dir, point)
         _evaluate(run_dir, run_dir / "eval", sweep)
-        if point.method in sweep.wise_ft.methods:
+        if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods:
             _wise_ft_points(point, run_dir, base_model, sweep)
         if not sweep.keep_models and (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")

@@ -26,11 +26,14 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from talr import __version__, flow, losses
 from talr.adapters import is_peft_model, save_merged
+from talr.callbacks import build_probes
 from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
 from talr.models import load_model
+from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights, weighting_scope
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +60,55 @@ class TalrTrainer(Trainer):
         # loss); compute_loss below never passes num_items_in_batch into the model.
         self.model_accepts_loss_kwargs = True
         self._stats = _StepStats()
+        # Fused (chunked) head and step-exact batch weights: see talr.loss_head, talr.step_normalizer and
+        # docs/performance.md.
+        # Sharded engines (FSDP, DeepSpeed ZeRO) gather lm_head's weight only inside the model's forward.
+        sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
+        self.head = CausalLMHead(self.model, fused=run_config.training.loss_head == "fused" and not sharded)
+        self.weighting_scope = weighting_scope(self.token_weighting)
+
+    def _weights_over_step(self) -> bool:
+        return self.weighting_scope == "batch" and self.run_config.talr.normalize_over == "step"
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self._weights_over_step() and len(batch_samples) > 1:
+            self._attach_step_weights(batch_samples)
+        return batch_samples, num_items_in_batch
+
+    @torch.no_grad()
+    def _attach_step_weights(self, batch_samples: list[dict]) -> None:
+        """No-grad pre-pass over the step's micro-batches: each backward then uses weights over the whole step."""
+        model = self.model_wrapped
+        model.train()
+        logps, masks = [], []
+        for batch in batch_samples:
+            inputs = self._prepare_inputs(dict(batch))
+            labels = inputs.pop("labels")
+            for name in self.side_fields:
+                inputs.pop(name, None)
+            logp, mask = self.head.logprobs(model, inputs, labels)
+            logps.append(logp)
+            masks.append(mask)
+        for batch, weights in zip(batch_samples, step_token_weights(self.token_weighting, logps, masks,
+                                                                    self.run_config)):
+            batch[STEP_WEIGHTS_KEY] = weights
+
+    def _weighted_nll(self, model, inputs, labels, side):
+        """``(sum_i w_i * l_i, logp, mask, weights)`` through the cheapest exact path for this weighting."""
+        weights = inputs.pop(STEP_WEIGHTS_KEY, None)
+        if weights is None and self.weighting_scope == "labels":
+            mask = labels[:, 1:] != losses.IGNORE_INDEX
+            weights = self.token_weighting(torch.zeros(mask.shape, device=mask.device), mask, side, self.run_config)
+        if weights is not None:  # known before the forward: one-pass head
+            nll, logp, mask = self.head.weighted_nll(model, inputs, labels, weights.detach())
+            return nll, logp, mask, weights.detach()
+        logp, mask = self.head.logprobs(model, inputs, labels)
+        if model.training and self._weights_over_step():
+            (weights,) = step_token_weights(self.token_weighting, [logp], [mask], self.run_config)
+        else:
+            weights = self.token_weighting(logp, mask, side, self.run_config).detach()
+        return losses.weighted_nll(logp, weights), logp, mask, weights
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -65,11 +117,17 @@ class TalrTrainer(Trainer):
         # trainable tensor) would all be computed first and wait for the model's, adding a full gradient's memory
         # at the activation peak.
         penalty = self.regularizer.penalty(model) if self.regularizer is not None else None
-        outputs = model(**inputs)
-        logp, mask = losses.token_logprobs(outputs.logits, labels)
-        weights = self.token_weighting(logp, mask, side, self.run_config).detach()
+        if return_outputs:  # the caller wants the logits
+            inputs.pop(STEP_WEIGHTS_KEY, None)
+            outputs = model(**inputs)
+            logp, mask = losses.token_logprobs(outputs.logits, labels)
+            weights = self.token_weighting(logp, mask, side, self.run_config).detach()
+            nll = losses.weighted_nll(logp, weights)
+        else:
+            outputs = None
+            nll, logp, mask, weights = self._weighted_nll(model, inputs, labels, side)
         denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum()
-        loss = losses.weighted_nll(logp, weights) / denominator
+        loss = nll / denominator
         if num_items_in_batch is not None and self.args.average_tokens_across_devices:
             loss = loss * self.accelerator.num_processes
         if penalty is not None:
@@ -220,6 +278,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 
     model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
     examples, source = load_train_examples(config.data.train, seed=config.seed)
+    examples, probe_callbacks = build_probes(config, examples, tokenizer, run_dir)
     features, token_stats = tokenize_examples(examples, tokenizer, config.data.max_length, source=source)
     logger.info("Training on %d examples (%d supervised tokens)", len(features), token_stats.supervised_tokens)
 
@@ -235,7 +294,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
         train_dataset=features,
         data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=side_fields),
         processing_class=tokenizer,
-        callbacks=[MetricsFileCallback(metrics_path), *callbacks],
+        callbacks=[MetricsFileCallback(metrics_path), *probe_callbacks, *callbacks],
         run_config=config,
         regularizer=regularizer,
         side_fields=side_fields,

@@ -1,0 +1,76 @@
+"""``talr eval``: evaluate a model on registered tasks (wired into talr.cli by the lead).
+
+    talr eval --model MODEL --tasks a,b,c [--limit N] [--out DIR] [--batch-size B] [--data-dir DIR] [--list]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", "-m", help="run directory, local model folder, hub id or 'smollm2-135m-instruct'")
+    parser.add_argument("--tasks", "-t", help="comma-separated task names (see --list)")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="evaluate a seeded random subset of N items per task (default: all)")
+    parser.add_argument("--out", "-o", default=None,
+                        help="output folder (default: <run dir>/eval for a run directory, else eval_results/<model>); "
+                             "rerunning into it resumes")
+    parser.add_argument("--batch-size", "-b", type=int, default=16, help="prompts per forward pass (default 16)")
+    parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: TALR_DATA_DIR or ../shared/data)")
+    parser.add_argument("--max-new-tokens", type=int, default=None,
+                        help="cap every generation task's token budget (default: each benchmark's own)")
+    parser.add_argument("--list", action="store_true", help="list the available tasks and exit")
+
+
+def default_out_dir(model: str) -> Path:
+    path = Path(model)
+    if path.is_dir() and ((path / "run.json").is_file() or (path / "model").is_dir()):  # a talr run directory
+        return path / "eval"
+    return Path("eval_results") / re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/"))
+
+
+def list_tasks() -> str:
+    from talr.evaluation.registry import TASKS, get_task
+
+    lines = []
+    for name in TASKS:
+        task = get_task(name)
+        lines.append(f"{name:<24} {task.kind:<14} {task.description}")
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        print(list_tasks())
+        return 0
+    if not args.model or not args.tasks:
+        print("talr eval: error: --model and --tasks are required (or --list)", file=sys.stderr)
+        return 2
+    from talr.evaluation.evaluator import evaluate, format_table
+    from talr.evaluation.registry import get_task
+
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    try:
+        for name in names:
+            get_task(name)  # unknown task names fail before the model loads
+    except ValueError as e:
+        print(f"talr eval: error: {e}", file=sys.stderr)
+        return 2
+    from talr.models import load_model
+
+    model, tokenizer = load_model(args.model)
+    out_dir = Path(args.out) if args.out else default_out_dir(args.model)
+    try:
+        results = evaluate(model, tokenizer, names, out_dir=out_dir, limit=args.limit, batch_size=args.batch_size,
+                           max_new_tokens=args.max_new_tokens,
+                           model_name=str(args.model), data_dir=args.data_dir)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"talr eval: error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(results))
+    print(f"\nresults: {out_dir / 'results.json'}")
+    return 0

@@ -1,0 +1,292 @@
+"""Model calls used by evaluation: batched greedy generation, log-likelihood scoring, response code length.
+
+All three take a Hugging Face causal LM and its tokenizer. Batches are sorted by length (longest first, so an
+out-of-memory error shows up in the first batch) and LEFT padded with explicit position ids, so a prompt's result
+does not depend on which other prompts share its batch (tests check batched == one-at-a-time).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+LOG2 = math.log(2.0)
+
+
+def chat_prompt(tokenizer, messages: Sequence[dict], prefix: str = "") -> str:
+    """The chat-template text that asks the model for the next assistant turn, plus an optional start of that turn.
+
+    ``prefix`` is text the assistant turn begins with (lm-eval's ``gen_prefix``); the model continues from it.
+    """
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(
+            f"tokenizer {type(tokenizer).__name__} ({getattr(tokenizer, 'name_or_path', '?')}) has no chat_template; "
+            "evaluation prompts are chat messages"
+        )
+    text = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=False)
+    return text + prefix
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    # Chat templates write their own BOS/turn markers, so the tokenizer must not add special tokens again.
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _pad_id(tokenizer) -> int:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    if tokenizer.eos_token_id is not None:
+        return tokenizer.eos_token_id
+    raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '?')} has neither a pad nor an eos token")
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    ids: list[int] = []
+    for source in (getattr(model.generation_config, "eos_token_id", None), tokenizer.eos_token_id):
+        if source is None:
+            continue
+        for token in source if isinstance(source, (list, tuple)) else [source]:
+            if token not in ids:
+                ids.append(int(token))
+    return ids
+
+
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """input_ids, attention_mask and position_ids for left-padded rows (positions start at 0 on the first real token)."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            input_ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            attention_mask[i, width - len(row) :] = 1
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    return input_ids.to(device), attention_mask.to(device), position_ids.to(device)
+
+
+def _length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` cut before the earliest occurrence of any stop string (unchanged when none occurs)."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            at = text.find(s)
+            if at != -1:
+                cut = min(cut, at)
+    return text[:cut]
+
+
+class StopOnStringsOrEos(StoppingCriteria):
+    """Per-sequence "done" once a sequence produced an EOS token or one of the stop strings.
+
+    ``generate`` keeps a finished sequence finished (it ANDs this into its unfinished mask and pads afterwards) and ends
+    the batch when every sequence is done, so only the newest tokens need decoding: a stop string of ``n`` characters
+    lies within its last ``n`` tokens plus a few for tokens that straddle it.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, stop: Sequence[str], eos_ids: Sequence[int]):
+        self.tokenizer = tokenizer
+        self.prompt_width = prompt_width
+        self.stop = [s for s in stop if s]
+        self.eos_ids = set(eos_ids)
+        self.window = max((len(s) for s in self.stop), default=0) + 4
+
+    def __call__(self, input_ids: torch.LongTensor, scores=None, **kwargs) -> torch.BoolTensor:
+        new = input_ids[:, self.prompt_width :]
+        done = []
+        for row in new.tolist():
+            if row and row[-1] in self.eos_ids:
+                done.append(True)
+            elif self.stop and row:
+                tail = self.tokenizer.decode(row[-self.window :], skip_special_tokens=True)
+                done.append(any(s in tail for s in self.stop))
+            else:
+                done.append(False)
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+@torch.inference_mode()
+def generate(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int,
+    stop: Sequence[str] = (),
+    batch_size: int = 16,
+    progress: bool = False,
+    on_batch: Callable[[list[int], list[str]], None] | None = None,
+) -> list[str]:
+    """Greedy continuations of already formatted prompt texts (see :func:`chat_prompt`), in input order.
+
+    Each output is the decoded new text (special tokens skipped) cut at the first stop string. ``on_batch(indices,
+    outputs)`` is called as each batch completes, with positions into ``prompts``, so callers can save results as
+    they come.
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    model.eval()
+    encoded = [_encode(tokenizer, p) for p in prompts]
+    for i, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(f"prompt {i} encodes to no tokens")
+    pad_id = _pad_id(tokenizer)
+    eos_ids = _eos_ids(model, tokenizer)
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        use_cache=True,
+        pad_token_id=pad_id,
+        eos_token_id=eos_ids or None,
+    )
+    device = next(model.parameters()).device
+    outputs: list[str | None] = [None] * len(prompts)
+    bar = tqdm(total=len(prompts), unit="item", desc="generate", disable=not progress)
+    for batch in _length_sorted_batches([len(e) for e in encoded], batch_size):
+        input_ids, attention_mask, _ = _left_padded([encoded[i] for i in batch], pad_id, device)
+        width = input_ids.shape[1]
+        criteria = StoppingCriteriaList([StopOnStringsOrEos(tokenizer, width, stop, eos_ids)])
+        generated = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            stopping_criteria=criteria,
+        )
+        texts = [
+            truncate_at_stop(tokenizer.decode(row[width:], skip_special_tokens=True), stop) for row in generated.tolist()
+        ]
+        for i, text in zip(batch, texts):
+            outputs[i] = text
+        if on_batch is not None:
+            on_batch(list(batch), texts)
+        bar.update(len(batch))
+    bar.close()
+    return outputs  # type: ignore[return-value]
+
+
+def _max_length(model) -> int | None:
+    return getattr(model.config, "max_position_embeddings", None)
+
+
+@torch.inference_mode()
+def _span_logprobs(
+    model, sequences: Sequence[tuple[list[int], int]], pad_id: int, batch_size: int, progress: bool, desc: str
+) -> list[float | None]:
+    """Sum of natural-log probabilities of the last ``n`` tokens of each ``(token_ids, n)`` given what precedes them.
+
+    None where the ``n`` scored tokens alone exceed the model's positions (the caller records that item as failed);
+    a longer context is cut from the left.
+
+    Rows are left padded, so the scored tokens sit at the end of every row and only the last ``max n`` positions'
+    logits are computed (``logits_to_keep``): the vocabulary-sized logits are the memory that matters.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    limit = _max_length(model)
+    inputs, targets, fits = [], [], []
+    for ids, n in sequences:
+        if n < 1 or n > len(ids) - 1:
+            raise ValueError(f"cannot score {n} tokens of a {len(ids)}-token sequence")
+        if limit is not None and len(ids) - 1 > limit:
+            ids = ids[-(limit + 1) :]  # keep the scored tail and as much context as fits, like lm-eval
+        inputs.append(ids[:-1])
+        targets.append(ids[len(ids) - n :])
+        fits.append(limit is None or n <= limit)
+    results: list[float | None] = [None] * len(sequences)
+    bar = tqdm(total=len(sequences), unit="item", desc=desc, disable=not progress)
+    scorable = [i for i in range(len(sequences)) if fits[i]]
+    bar.update(len(sequences) - len(scorable))
+    for group in _length_sorted_batches([len(inputs[i]) for i in scorable], batch_size):
+        batch = [scorable[j] for j in group]
+        input_ids, attention_mask, position_ids = _left_padded([inputs[i] for i in batch], pad_id, device)
+        keep = max(len(targets[i]) for i in batch)
+        logits = model(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
+        ).logits
+        for row, i in enumerate(batch):
+            target = torch.tensor(targets[i], device=device)
+            row_logits = logits[row, keep - len(target) :].float()
+            logprobs = torch.log_softmax(row_logits, dim=-1).gather(-1, target[:, None])
+            results[i] = float(logprobs.double().sum())
+        bar.update(len(batch))
+    bar.close()
+    return results
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], int]:
+    """Token ids of context+continuation and how many trailing ids are the continuation (lm-eval's ``_encode_pair``).
+
+    The whole string is tokenized at once so merges across the boundary match how the text would be read; trailing
+    spaces of the context move to the continuation, as lm-eval does. An empty context is replaced by the BOS (else EOS)
+    token so the first continuation token has something to be conditioned on.
+    """
+    spaces = len(context) - len(context.rstrip(" "))
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    if not context:
+        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        if prefix is None:
+            raise ValueError("empty context and the tokenizer has neither a BOS nor an EOS token to stand in for it")
+        return [prefix, *whole], len(whole)
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return whole, len(whole) - len(context_ids)
+
+
+def loglikelihood(
+    model, tokenizer, requests: Sequence[tuple[str, str]], *, batch_size: int = 16, progress: bool = False
+) -> list[float | None]:
+    """log P(continuation | context) summed over the continuation's tokens, for each ``(context, continuation)``
+    (None for a continuation longer than the model's context window)."""
+    sequences = [encode_pair(tokenizer, c, x) for c, x in requests]
+    return _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "loglikelihood")
+
+
+def response_token_ids(tokenizer, messages: Sequence[dict], response: str) -> tuple[list[int], int]:
+    """Ids of the chat-formatted conversation ending in ``response`` and how many trailing ids are the response.
+
+    The response tokens are the assistant turn as the chat template writes it, up to and including its end-of-turn
+    (EOS) token, which is what SFT trains on; anything the template adds after that token (e.g. a newline) is dropped.
+    """
+    prompt = chat_prompt(tokenizer, messages)
+    full = tokenizer.apply_chat_template(
+        [*messages, {"role": "assistant", "content": response}], tokenize=False
+    )
+    if not full.startswith(prompt):
+        raise ValueError("the chat template renders the conversation so that it does not start with its prompt")
+    prompt_ids = _encode(tokenizer, prompt)
+    ids = _encode(tokenizer, full)
+    if ids[: len(prompt_ids)] != prompt_ids:  # a merge across the prompt/response boundary: tokenize apart
+        ids = prompt_ids + _encode(tokenizer, full[len(prompt) :])
+    response_ids = ids[len(prompt_ids) :]
+    eos = tokenizer.eos_token_id
+    if eos is not None and eos in response_ids:
+        response_ids = response_ids[: response_ids.index(eos) + 1]
+    if not response_ids:
+        raise ValueError("empty response: nothing to score")
+    return prompt_ids + response_ids, len(response_ids)
+
+
+def response_bits(
+    model, tokenizer, examples: Sequence[dict], *, batch_size: int = 8, progress: bool = False
+) -> list[tuple[float | None, int]]:
+    """Code length of reference responses: ``(bits, n_tokens)`` per example ``{"messages": [...], "response": str}``.
+
+    ``messages`` are the prompt turns (formatted with the chat template and a generation prompt); only the response
+    tokens are scored (see :func:`response_token_ids`). ``bits = -sum log2 p(token)``; bits per token is the ratio.
+    ``bits`` is None for a response longer than the model's context window.
+    """
+    sequences = [response_token_ids(tokenizer, ex["messages"], ex["response"]) for ex in examples]
+    logprobs = _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "response bits")
+    return [(None if lp is None else -lp / LOG2, n) for lp, (_, n) in zip(logprobs, sequences)]

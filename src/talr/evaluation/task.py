@@ -1,0 +1,111 @@
+"""What a task is: its documents, the model call each needs, and how outputs become scores.
+
+A task turns each document into one request of a kind the evaluator knows how to run:
+
+- :class:`Generate`: greedy generation from chat messages (``max_new_tokens`` and ``stop`` are the task's);
+- :class:`Choices`: log-likelihood of each ``(context, continuation)`` pair (multiple choice);
+- :class:`Response`: code length (bits) of a reference response to chat messages.
+
+``score(doc, result)`` returns a :class:`Scored`; ``aggregate(records)`` turns saved sample records into results.json
+metrics. Scores are keyed ``"metric,filter"`` as in lm-evaluation-harness.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from talr.evaluation.metrics import mean_with_stderr
+
+
+@dataclass(frozen=True)
+class Generate:
+    messages: list[dict]
+    prefix: str = ""  # start of the assistant turn the model continues from (lm-eval's gen_prefix)
+
+
+@dataclass(frozen=True)
+class Choices:
+    pairs: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Response:
+    messages: list[dict]
+    response: str
+
+
+@dataclass
+class Scored:
+    extracted: Any
+    target: Any
+    scores: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def seeded_subset(docs: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
+    """``limit`` documents drawn with a fixed seed, kept in file order (all of them when limit is None).
+
+    A random subset rather than the first N, because several files are sorted (MMLU by subject, MedCalc by
+    calculator), so a prefix would measure one slice.
+    """
+    if limit is None or limit >= len(docs):
+        return docs
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
+    keep = sorted(random.Random(seed).sample(range(len(docs)), limit))
+    return [docs[i] for i in keep]
+
+
+def require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise FileNotFoundError(f"data file not found: {path} (set TALR_DATA_DIR or --data-dir to the benchmark folder)")
+    return path
+
+
+class Task:
+    """Base class: subclasses set the class attributes and implement ``load_all``, ``request`` and ``score``."""
+
+    name: ClassVar[str]
+    version: ClassVar[str] = "1"
+    kind: ClassVar[str]  # "generate", "loglikelihood" or "response_bits"
+    description: ClassVar[str] = ""
+    max_new_tokens: ClassVar[int] = 256
+    stop: ClassVar[tuple[str, ...]] = ()
+    metrics: ClassVar[dict[str, bool]]  # "metric,filter" -> higher is better
+    n_shot: ClassVar[int] = 0
+
+    def load_all(self, data_dir: Path) -> list[dict]:
+        """Every document of the evaluation split, each with a unique JSON-able ``"id"``."""
+        raise NotImplementedError
+
+    def load(self, data_dir: Path, limit: int | None) -> tuple[list[dict], int]:
+        """The documents to evaluate and the size of the full split."""
+        docs = self.load_all(data_dir)
+        return seeded_subset(docs, limit), len(docs)
+
+    def request(self, doc: dict) -> Generate | Choices | Response:
+        raise NotImplementedError
+
+    def score(self, doc: dict, result: Any) -> Scored:
+        raise NotImplementedError
+
+    def failed_scores(self, doc: dict) -> dict[str, Any]:
+        """Scores of an item whose scorer raised: wrong on every metric."""
+        return {key: 0.0 for key in self.metrics}
+
+    def aggregate(self, records: Sequence[dict]) -> dict[str, Any]:
+        """Default: every metric is the mean of its per-item scores, with the binomial/mean standard error."""
+        out: dict[str, Any] = {}
+        for key in self.metrics:
+            out.update(mean_with_stderr(key, [float(r["scores"][key]) for r in records]))
+        return out
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {"task": self.name, "description": self.description, "output_type": self.kind}
+        if self.kind == "generate":
+            cfg["generation_kwargs"] = {"max_new_tokens": self.max_new_tokens, "until": list(self.stop), "do_sample": False}
+        return cfg

@@ -1,0 +1,1 @@
+"""One module per task family; the registry (talr.evaluation.registry.TASKS) names each task's class."""

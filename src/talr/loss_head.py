@@ -1,0 +1,347 @@
+"""Chunked ("fused") language-model head: token log-probabilities and weighted NLL straight from hidden states.
+
+The straightforward path (``logits = lm_head(h)`` then :func:`talr.losses.token_logprobs`) materialises a
+``[tokens, vocab]`` tensor and its float32 upcast (~10 GB at 8 x 2048 tokens and a 152k vocabulary). The functions
+here take the hidden states, the output projection and the labels, and walk the supervised tokens in chunks: at most
+one chunk's ``[chunk, vocab]`` float32 logits exist at a time. Positions whose label is ignored never reach the head.
+
+Two autograd functions, one per situation:
+
+* :func:`fused_token_logprobs` (two-phase): the forward returns each token's log-probability and keeps only its
+  log-sum-exp; the backward receives ``dL/dlogp_i`` (whatever weighting was applied on top, e.g. TALR's weights
+  computed from *all* the log-probabilities) and recomputes each chunk's logits to form
+  ``(onehot - softmax) * dL/dlogp_i``, accumulating the gradients of the hidden states and of the projection chunk by
+  chunk. Cost: 4 vocab-sized matmuls (forward, recompute, grad_h, grad_W). When the projection gets no gradient
+  (frozen head, e.g. LoRA) the forward also computes ``dlogp_i/dh_i``, which the later scalar only scales, so nothing
+  is recomputed: 2 matmuls.
+* :func:`fused_weighted_nll` (one-pass): when the per-token weights are known *before* the forward (SFT's uniform
+  weights, TALR's weights from a pre-pass) the gradients are computed inside the forward (Liger-style) and only
+  scaled by the backward: 3 matmuls (2 for a frozen head).
+
+Both compute the logits in the autocast dtype when autocast is on (as ``lm_head`` would) and otherwise in the promoted
+dtype of the inputs, do the log-sum-exp and softmax in float32, and accumulate the projection's gradient in float32.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from talr.losses import IGNORE_INDEX, check_finite, token_logprobs
+
+logger = logging.getLogger(__name__)
+
+# Bytes of float32 logits per chunk (341 tokens at a 49k vocabulary, 110 at 152k). The head's extra memory is a small
+# multiple of this (the logits, their gradient in the compute dtype) plus the float32 projection gradient. Larger
+# chunks are ~10% faster on CPU (1024 vs 341 tokens at 49k) but 4x the memory; see docs/performance.md.
+DEFAULT_CHUNK_BYTES = 64 * 2**20
+MIN_CHUNK_TOKENS = 16
+
+
+def default_chunk_size(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    return max(MIN_CHUNK_TOKENS, chunk_bytes // (4 * vocab_size))
+
+
+def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
+    device_type = hidden.device.type
+    if torch.is_autocast_enabled(device_type):
+        return torch.get_autocast_dtype(device_type)
+    return torch.promote_types(hidden.dtype, weight.dtype)
+
+
+class _Head:
+    """The projection cast once to the compute dtype, and chunk-by-chunk gradient accumulation."""
+
+    def __init__(self, hidden, weight, bias, need_h=False, need_w=False, need_b=False):
+        self.dtype = _compute_dtype(hidden, weight)
+        self.w = weight.to(self.dtype)
+        self.b = None if bias is None else bias.to(self.dtype)
+        self.grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if need_h else None
+        self.grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        self.grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+
+    @property
+    def needs_grad(self) -> bool:
+        return self.grad_h is not None or self.grad_w is not None or self.grad_b is not None
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return F.linear(h.to(self.dtype), self.w, self.b).float()
+
+    def add_grad(self, start: int, h: torch.Tensor, grad_logits: torch.Tensor) -> None:
+        g = grad_logits.to(self.dtype)
+        if self.grad_h is not None:
+            self.grad_h[start : start + h.shape[0]] = g @ self.w
+        if self.grad_w is not None:
+            if self.grad_w.dtype == g.dtype:
+                self.grad_w.addmm_(g.T, h.to(self.dtype))  # no [vocab, hidden] temporary per chunk
+            else:
+                self.grad_w += g.T @ h.to(self.dtype)
+        if self.grad_b is not None:
+            self.grad_b += grad_logits.sum(0)
+
+    def param_grads(self, weight, bias):
+        gw = None if self.grad_w is None else self.grad_w.to(weight.dtype)  # no copy for float32 parameters
+        gb = None if self.grad_b is None else self.grad_b.to(bias.dtype)
+        return gw, gb
+
+
+def _logits_to_grad_(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor) -> None:
+    """Turn a chunk's float32 logits, in place, into ``d(sum_i coef_i * logp_i)/dlogits = coef * (onehot - softmax)``."""
+    logits.sub_(lse.unsqueeze(1)).exp_().mul_(-coef.unsqueeze(1))
+    logits.scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
+
+
+def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None):
+    """Token log-probabilities and log-sum-exps; with ``coef``, also the gradients of ``sum_i coef_i * logp_i``."""
+    n = hidden.shape[0]
+    logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    with torch.autocast(hidden.device.type, enabled=False):
+        for start in range(0, n, chunk_size):
+            end = min(start + chunk_size, n)
+            h, t = hidden[start:end], targets[start:end]
+            logits = head.logits(h)
+            target_logits = logits.gather(1, t.unsqueeze(1)).squeeze(1)
+            # log-sum-exp in place (no [chunk, vocab] temporaries); the exponentials are reused for the softmax
+            row_max = logits.amax(dim=1, keepdim=True)
+            exps = logits.sub_(row_max).exp_()
+            sums = exps.sum(dim=1)
+            lse[start:end] = chunk_lse = row_max.squeeze(1) + sums.log()
+            logp[start:end] = target_logits - chunk_lse
+            if coef is not None:
+                c = coef[start:end]
+                exps.mul_((-c / sums).unsqueeze(1)).scatter_add_(1, t.unsqueeze(1), c.unsqueeze(1))
+                head.add_grad(start, h, exps)
+            del logits, exps
+    return logp, lse
+
+
+class _TokenLogProbs(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size):
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        # A frozen projection: dlogp_i/dh_i is all the backward needs, and the later dL/dlogp_i only scales it.
+        ctx.precomputed = need_h and not need_w and not need_b
+        if ctx.precomputed:
+            head = _Head(hidden, weight, bias, need_h=True)
+            ones = torch.ones(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+            logp, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=ones)
+            ctx.save_for_backward(head.grad_h)
+        else:
+            logp, lse = _forward_chunks(_Head(hidden, weight, bias), hidden, targets, chunk_size)
+            ctx.save_for_backward(hidden, weight, bias, targets, lse)
+            ctx.chunk_size = chunk_size
+        return logp
+
+    @staticmethod
+    def backward(ctx, grad_logp):
+        if ctx.precomputed:
+            (dlogp_dh,) = ctx.saved_tensors
+            return (grad_logp.float().unsqueeze(1) * dlogp_dh).to(dlogp_dh.dtype), None, None, None, None
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        head = _Head(hidden, weight, bias, need_h, need_w, need_b)
+        grad_logp = grad_logp.float()
+        with torch.autocast(hidden.device.type, enabled=False):
+            for start in range(0, hidden.shape[0], ctx.chunk_size):
+                end = min(start + ctx.chunk_size, hidden.shape[0])
+                h = hidden[start:end]
+                logits = head.logits(h)
+                _logits_to_grad_(logits, lse[start:end], targets[start:end], grad_logp[start:end])
+                head.add_grad(start, h, logits)
+                del logits
+        return head.grad_h, *head.param_grads(weight, bias), None, None
+
+
+class _WeightedNLL(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, coef, chunk_size):
+        head = _Head(hidden, weight, bias, *ctx.needs_input_grad[:3])
+        # loss = -sum_i coef_i * logp_i: its gradient wrt the logits is -coef * (onehot - softmax)
+        neg_coef = -coef.float()
+        logp, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=neg_coef if head.needs_grad else None)
+        # Kept as attributes, not saved tensors, so the backward can scale them in place: a [vocab, hidden] copy
+        # of the projection gradient would double the head's largest buffer.
+        ctx.head, ctx.param_dtypes = head, (weight.dtype, None if bias is None else bias.dtype)
+        ctx.mark_non_differentiable(logp)
+        return (neg_coef * logp).sum(), logp
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_logp):
+        head = ctx.head
+        if head is None:
+            raise RuntimeError("fused_weighted_nll's gradients were already used: its backward runs once")
+        ctx.head = None
+        scale = grad_loss.float()
+        grads = [None if g is None else g.mul_(scale) for g in (head.grad_h, head.grad_w, head.grad_b)]
+        w_dtype, b_dtype = ctx.param_dtypes
+        return (grads[0], None if grads[1] is None else grads[1].to(w_dtype),
+                None if grads[2] is None else grads[2].to(b_dtype), None, None, None)
+
+
+def _supervised(hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int):
+    if hidden.shape[:-1] != labels.shape:
+        raise ValueError(f"hidden states {tuple(hidden.shape)} and labels {tuple(labels.shape)} disagree")
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != ignore_index
+    return hidden[:, :-1][mask], shift_labels[mask], mask
+
+
+def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
+
+
+def _tracks_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def fused_token_logprobs(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor | None = None,
+    ignore_index: int = IGNORE_INDEX, chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Drop-in for :func:`talr.losses.token_logprobs` that takes the head's input instead of its output.
+
+    ``hidden`` is ``[batch, seq, hidden]`` (the final hidden states a causal LM feeds its ``lm_head``), ``weight``
+    ``[vocab, hidden]`` and ``bias`` ``[vocab]`` the projection, ``labels`` ``[batch, seq]``. Returns
+    ``(logp, mask)``, both ``[batch, seq - 1]``, ``logp`` float32 and differentiable wrt ``hidden``, ``weight`` and
+    ``bias``: any weighting may be applied to it afterwards.
+    """
+    h, targets, mask = _supervised(hidden, labels, ignore_index)
+    chunk = chunk_size or default_chunk_size(weight.shape[0])
+    if _tracks_grad(h, weight, bias):
+        logp_sel = _TokenLogProbs.apply(h, weight, bias, targets, chunk)
+    else:
+        logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
+    logp = _scatter(logp_sel, mask)
+    check_finite(logp, mask)
+    return logp, mask
+
+
+def fused_weighted_nll(
+    hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, token_weights: torch.Tensor,
+    bias: torch.Tensor | None = None, ignore_index: int = IGNORE_INDEX, chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``-sum_i w_i * logp_i`` for per-token weights known before the forward (``[batch, seq - 1]``, held fixed as in
+    :func:`talr.losses.weighted_nll`). Returns ``(loss, logp, mask)`` with ``logp`` detached (for logging). The
+    gradients are computed during this call and only scaled by the backward.
+    """
+    h, targets, mask = _supervised(hidden, labels, ignore_index)
+    if token_weights.shape != mask.shape:
+        raise ValueError(f"token weights {tuple(token_weights.shape)} do not match the labels' {tuple(mask.shape)}")
+    chunk = chunk_size or default_chunk_size(weight.shape[0])
+    coef = token_weights.detach()[mask]
+    if _tracks_grad(h, weight, bias):
+        loss, logp_sel = _WeightedNLL.apply(h, weight, bias, targets, coef, chunk)
+    else:
+        logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
+        loss = -(coef.float() * logp_sel).sum()
+    logp = _scatter(logp_sel, mask)
+    check_finite(logp, mask)
+    return loss, logp, mask
+
+
+def linear_head(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The output projection ``(weight, bias)`` of a causal LM whose logits are ``linear(h, weight, bias)``.
+
+    Raises ``ValueError`` naming the reason when the head is something else (a LoRA-wrapped ``lm_head``, logit
+    soft-capping or scaling).
+    """
+    head = model.get_output_embeddings()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"the output layer is a {type(head).__name__}, not a plain nn.Linear")
+    for key, neutral in (("final_logit_softcapping", None), ("logit_scale", None), ("logits_scaling", 1.0)):
+        value = getattr(model.config, key, neutral)
+        if value is not None and value != neutral:
+            raise ValueError(f"the model post-processes its logits (config.{key}={value})")
+    return head.weight, head.bias
+
+
+def _base_causal_lm(model: nn.Module) -> nn.Module:
+    """The transformers causal LM inside DDP/accelerate and PEFT wrappers."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+class CausalLMHead:
+    """Token log-probabilities of a causal LM batch, through the fused head or the straightforward one.
+
+    The fused path calls the (possibly wrapped: DDP, PEFT) model itself, so every wrapper's forward runs, with
+    ``logits_to_keep`` set to no position, and takes the final hidden states from a forward hook on the decoder.
+    ``fused=True`` falls back to the straightforward path, with a warning, for a model whose head is not a plain
+    linear layer or whose logits do not match ``linear(hidden, W, b)`` on a probe input.
+    """
+
+    def __init__(self, model: nn.Module, fused: bool = True, chunk_size: int | None = None):
+        self.chunk_size = chunk_size
+        self.fused = fused and self._fused_applies(model)
+
+    def _fused_applies(self, model: nn.Module) -> bool:
+        base = _base_causal_lm(model)
+        try:
+            linear_head(base)
+            probe = torch.arange(1, 9, device=base.get_output_embeddings().weight.device).unsqueeze(0) % (
+                base.get_output_embeddings().weight.shape[0]
+            )
+            was_training = model.training
+            model.eval()  # no dropout, so both calls see the same function
+            try:
+                with torch.no_grad():
+                    reference = model(input_ids=probe).logits.float()
+                    hidden, _ = self._hidden_states(model, {"input_ids": probe})
+                    weight, bias = linear_head(base)
+                    fused = F.linear(hidden.to(weight.dtype), weight, bias).float()
+            finally:
+                model.train(was_training)
+            if not torch.allclose(fused, reference, rtol=1e-3, atol=1e-3):
+                raise ValueError("its logits are not linear(final hidden states, lm_head)")
+        except (ValueError, TypeError, AttributeError, RuntimeError) as err:
+            logger.warning("Fused loss head not used (%s); computing full logits instead.", err)
+            return False
+        return True
+
+    @staticmethod
+    def _hidden_states(model: nn.Module, inputs: dict) -> tuple[torch.Tensor, torch.dtype | None]:
+        """The decoder's final hidden states, and the autocast dtype the model's ``lm_head`` would have run under
+        (accelerate applies autocast inside the wrapped model's forward only)."""
+        captured = []
+
+        def capture(module, args, output):
+            hidden = output[0]
+            device_type = hidden.device.type
+            dtype = torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else None
+            captured.append((hidden, dtype))
+
+        handle = _base_causal_lm(model).get_decoder().register_forward_hook(capture)
+        try:
+            none = torch.empty(0, dtype=torch.long, device=inputs["input_ids"].device)
+            model(**inputs, logits_to_keep=none)
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise RuntimeError(f"the decoder ran {len(captured)} times in one forward")
+        return captured[0]
+
+    def _run(self, model, inputs, fn, *args):
+        weight, bias = linear_head(_base_causal_lm(model))
+        hidden, autocast_dtype = self._hidden_states(model, inputs)
+        autocast = torch.autocast(hidden.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
+        with autocast:
+            return fn(hidden, weight, *args, bias=bias, chunk_size=self.chunk_size)
+
+    def logprobs(self, model: nn.Module, inputs: dict, labels: torch.Tensor):
+        """``(logp, mask)`` as :func:`talr.losses.token_logprobs` returns them, differentiable."""
+        if not self.fused:
+            return token_logprobs(model(**inputs).logits, labels)
+        return self._run(model, inputs, fused_token_logprobs, labels)
+
+    def weighted_nll(self, model: nn.Module, inputs: dict, labels: torch.Tensor, token_weights: torch.Tensor):
+        """``(sum_i w_i * l_i, logp, mask)`` for weights known before the forward; ``logp`` detached."""
+        if not self.fused:
+            logp, mask = token_logprobs(model(**inputs).logits, labels)
+            return -(token_weights.detach() * logp).sum(), logp.detach(), mask
+        return self._run(model, inputs, fused_weighted_nll, labels, token_weights)

@@ -1,0 +1,135 @@
+import json
+
+import numpy as np
+import pytest
+
+from talr import analysis, callbacks
+from talr.analysis import ExampleScores
+from talr.config import ConfigError, config_from_dict
+from talr.data.formats import write_jsonl
+from talr.models import load_model
+from talr.trainer import train
+
+
+def _examples(n, offset=0):
+    return [
+        {"messages": [{"role": "user", "content": f"Add {i} and {i + 1}."},
+                      {"role": "assistant", "content": f"The answer is {2 * i + 1}."}]}
+        for i in range(offset, offset + n)
+    ]
+
+
+def _scores(logps):
+    return [ExampleScores(index=i, input_ids=list(range(len(lp) + 1)), positions=np.arange(1, len(lp) + 1),
+                          logp=np.log(np.array(lp, dtype=float))) for i, lp in enumerate(logps)]
+
+
+def test_curriculum_record_follows_the_initially_hard_tokens():
+    initial = _scores([[0.05, 0.9, 0.15], [0.6, 0.1]])
+    current = _scores([[0.5, 0.95, 0.1], [0.7, 0.3]])
+    weights = [np.array([1.5, 0.5, 0.2]), np.array([1.0, 0.8])]
+    record = callbacks.curriculum_record(initial, current, weights)
+    # initially hard (p < 0.2): tokens (0,0), (0,2), (1,1); now 0.5, 0.1, 0.3 -> one of three still hard
+    assert record["tokens"] == 5 and record["initially_hard"] == 3
+    assert record["hard_frac_0.2"] == pytest.approx(1 / 5)
+    assert record["initially_hard_still_hard"] == pytest.approx(1 / 3)
+    assert record["initially_hard_mean_prob"] == pytest.approx((0.5 + 0.1 + 0.3) / 3)
+    assert record["initially_hard_weight_mean"] == pytest.approx((1.5 + 0.2 + 0.8) / 3)
+    assert record["initially_hard_weight_q50"] == pytest.approx(0.8)
+    assert record["initially_easy_weight_mean"] == pytest.approx((0.5 + 1.0) / 2)
+    with pytest.raises(ValueError, match="align"):
+        callbacks.curriculum_record(initial, current, weights[:1])
+
+
+def test_hold_out_is_seeded_and_disjoint():
+    items = [{"i": i} for i in range(40)]
+    kept, held, indices = callbacks.hold_out(items, 5, seed=1)
+    assert len(kept) == 35 and len(held) == 5
+    assert sorted(x["i"] for x in kept + held) == list(range(40))
+    assert [x["i"] for x in held] == indices
+    assert callbacks.hold_out(items, 5, seed=1)[2] == indices
+
+
+def _config(tmp_path, tiny_model_dir, data, general, **probes):
+    return config_from_dict({
+        "model": str(tiny_model_dir), "output_dir": str(tmp_path / "run"),
+        "method": "talr",
+        "data": {"train": str(data), "max_length": 64},
+        "training": {"learning_rate": 3e-3, "max_steps": 12, "num_epochs": 1, "logging_steps": 4, "autocast": "none",
+                     "warmup_ratio": 0.0, "lr_scheduler": "constant", "per_device_batch_size": 4},
+        "probes": {"every_n_steps": 5, "general": general and str(general), "general_size": 6, "domain_size": 8,
+                   "hard_token_size": 8, **probes},
+    })
+
+
+@pytest.fixture()
+def files(tmp_path):
+    return write_jsonl(_examples(80), tmp_path / "train.jsonl"), write_jsonl(_examples(10, 500), tmp_path / "g.jsonl")
+
+
+def test_probes_during_training(tmp_path, tiny_model_dir, files):
+    data, general = files
+    config = _config(tmp_path, tiny_model_dir, data, general)
+    run_dir = train(config)
+    records = callbacks.read_probes(run_dir)
+    setup = records[0]
+    assert setup["probe"] == "setup" and setup["sets"] == {"general": 6, "domain": 8}
+    held = setup["domain_held_out_indices"]
+    assert len(held) == 8
+    run = json.loads((run_dir / "run.json").read_text())
+    assert run["data"]["examples"] == 72  # the held-out examples are not trained on
+
+    code = [r for r in records if r["probe"] == "codelength"]
+    assert [r["step"] for r in code] == [0, 5, 10, 12]
+    assert code[0]["general_delta_bits"] == 0 and code[0]["domain_delta_bits"] == 0
+    assert code[-1]["domain_delta_bits"] < -3 * code[-1]["domain_delta_bits_se"]  # the domain got cheaper to encode
+    assert code[-1]["cost_per_gain"] == pytest.approx(code[-1]["general_delta_bits"] / -code[-1]["domain_delta_bits"])
+
+    # the last probe is exactly a scoring of the saved model on the held-out examples
+    model, tokenizer = load_model(run_dir)
+    examples = [json.loads(line) for line in data.read_text().splitlines()]
+    scores, _ = analysis.score_examples(model, tokenizer, [examples[i] for i in held], 64)
+    bits, tokens = analysis.code_lengths(scores)
+    assert code[-1]["domain_bits"] == pytest.approx(bits.mean(), rel=1e-4)
+    assert code[-1]["domain_bits_per_token"] == pytest.approx(bits.sum() / tokens.sum(), rel=1e-4)
+
+    hard = [r for r in records if r["probe"] == "hard_tokens"]
+    assert [r["step"] for r in hard] == [0, 12]  # start, and the end of the (only, cut short) epoch
+    assert hard[0]["initially_hard_still_hard"] == 1.0
+    # a random tiny model finds every token hard, so they hold all the weight: mean 1 by TALR's normalisation
+    assert hard[0]["hard_frac_0.2"] == 1.0 and "initially_easy_weight_mean" not in hard[0]
+    assert hard[0]["initially_hard_weight_mean"] == pytest.approx(1.0)
+    assert hard[-1]["initially_hard_mean_prob"] > 2 * hard[0]["initially_hard_mean_prob"]
+
+    png = callbacks.plot_probes({"talr": run_dir}, tmp_path / "probes.png")
+    assert png.stat().st_size > 10_000
+
+
+def test_disabled_probes_write_nothing_but_keep_the_same_training_set(tmp_path, tiny_model_dir, files):
+    data, general = files
+    config = _config(tmp_path, tiny_model_dir, data, general, enabled=False)
+    config.training.max_steps = 1
+    run_dir = train(config)
+    assert not (run_dir / callbacks.PROBES_FILE).exists()
+    assert json.loads((run_dir / "run.json").read_text())["data"]["examples"] == 72
+
+
+def test_a_separate_domain_set_holds_nothing_out(tmp_path, tiny_model_dir, files):
+    data, general = files
+    domain = write_jsonl(_examples(5, 900), tmp_path / "domain.jsonl")
+    config = _config(tmp_path, tiny_model_dir, data, None, domain={"path": str(domain)})
+    model, tokenizer = load_model(tiny_model_dir)
+    examples = [json.loads(line) for line in data.read_text().splitlines()]
+    kept, probes = callbacks.build_probes(config, examples, tokenizer, tmp_path)
+    assert kept == examples
+    code = [p for p in probes if isinstance(p, callbacks.CodeLengthProbe)]
+    assert list(code[0].sets) == ["domain"] and len(code[0].sets["domain"]) == 5
+
+
+def test_probe_config_is_validated():
+    with pytest.raises(ConfigError, match="probes.every_n_steps"):
+        config_from_dict({"data": {"train": "x.jsonl"}, "probes": {"every_n_steps": 0}})
+    with pytest.raises(ConfigError, match="probes.domain"):
+        config_from_dict({"data": {"train": "x.jsonl"}, "probes": {"domain": {"split": "dev"}}})
+    config = config_from_dict({"data": {"train": "x.jsonl"}, "probes": {"domain": {"source": "medcalc_bench"}}})
+    assert config.probes.domain.source == "medcalc_bench" and config.probes.enabled
