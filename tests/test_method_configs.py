@@ -30,7 +30,7 @@ def test_config_trains_the_embedded_model(tmp_path, name):
     from talr.trainer import train
 
     config = load_config(CONFIGS / f"{name}.yaml", [
-        f"output_dir={tmp_path / name}", "training.max_steps=2", "data.train.limit=4",
+        f"output_dir={tmp_path / name}", "training.max_steps=1", "data.train.limit=4",
         "training.per_device_batch_size=2", "training.logging_steps=1",
     ])
     run_dir = train(config)
