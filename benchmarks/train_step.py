@@ -3,9 +3,10 @@
 Each setting runs ``TalrTrainer`` (the real engine: data collator, autocast, AdamW, clipping) in a fresh process for
 ``1 + --steps`` optimizer steps on synthetic chat examples that all fill ``--max-length`` tokens. The first step is
 not timed; the time of a step is between consecutive ``on_step_end`` callbacks, so it includes the step's data fetch
-and, for TALR over the whole step with gradient accumulation, its no-grad pre-pass. Peak memory is the process's
-peak resident size above its size once the model and trainer are built (``VmHWM`` after a reset; it includes AdamW's
-state). Usage::
+and, for TALR over the whole step with gradient accumulation, its no-grad pre-pass. Times are the process's CPU time
+(one torch thread: the work done, barely moved by other jobs on a shared machine), wall time beside it. Peak memory
+is the process's peak resident size above its size once the model and trainer are built (``VmHWM`` after a reset;
+it includes AdamW's state). Usage::
 
     PYTHONPATH=src python benchmarks/train_step.py --steps 3
 """
@@ -73,11 +74,11 @@ def worker(args) -> dict:
     model, tokenizer = load_model(args.model)
     features, stats = tokenize_examples(examples, tokenizer, args.max_length)
     tokens_per_step = sum(len(f["input_ids"]) for f in features) / len(features) * batch * accumulation
-    ends: list[float] = []
+    ends: list[tuple[float, float]] = []
 
     class StepClock(TrainerCallback):
         def on_step_end(self, *a, **k):
-            ends.append(time.perf_counter())
+            ends.append((time.process_time(), time.perf_counter()))
 
     trainer = TalrTrainer(
         model=model, args=training_arguments(config, workdir / "run"), train_dataset=features,
@@ -88,9 +89,11 @@ def worker(args) -> dict:
     base = _status_kib("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")
     trainer.train()
-    step_times = [b - a for a, b in zip(ends, ends[1:])]
+    step_times = [b[0] - a[0] for a, b in zip(ends, ends[1:])]
+    wall_times = [b[1] - a[1] for a, b in zip(ends, ends[1:])]
     return {
-        "step_s": statistics.median(step_times), "step_times": step_times, "tokens_per_step": tokens_per_step,
+        "step_s": statistics.median(step_times), "step_times": step_times, "wall_s": statistics.median(wall_times),
+        "tokens_per_step": tokens_per_step,
         "peak_mib": (_status_kib("VmHWM") - base) / 1024, "rss_before_mib": base / 1024,
         "fused": trainer.head.fused,
     }
@@ -128,14 +131,16 @@ def main(argv=None) -> None:
     def baseline(name):  # the SFT setting with the same head and split
         return re.sub(r"^talr", "sft", name).replace(", step-exact", "").replace(", micro-batch", "")
 
-    print("| setting | step (s) | tokens/s | time / SFT same head+split | peak MiB above model | fused head |")
-    print("|---|---:|---:|---:|---:|---|")
+    print("| setting | step CPU (s) | step wall (s) | tokens per CPU-s | time / SFT same head+split | "
+          "peak MiB above model | fused head |")
+    print("|---|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         base = results.get(baseline(name))
         ratio = f"{r['step_s'] / base['step_s']:.3f}" if base else "-"
-        print(f"| {name} | {r['step_s']:.2f} | {r['tokens_per_step'] / r['step_s']:.0f} | {ratio} | "
+        print(f"| {name} | {r['step_s']:.2f} | {r['wall_s']:.2f} | {r['tokens_per_step'] / r['step_s']:.0f} | "
+              f"{ratio} | "
               f"{r['peak_mib']:.0f} | {r['fused']} |")
-    print("\nStep times (s): " + "; ".join(f"{n}: {', '.join(f'{t:.2f}' for t in r['step_times'])}"
+    print("\nStep CPU times (s): " + "; ".join(f"{n}: {', '.join(f'{t:.2f}' for t in r['step_times'])}"
                                          for n, r in results.items()))
 
 

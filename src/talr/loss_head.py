@@ -90,7 +90,8 @@ class _Head:
 
 
 def _logits_to_grad_(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor) -> None:
-    """Turn a chunk's float32 logits, in place, into ``d(sum_i coef_i * logp_i)/dlogits = coef * (onehot - softmax)``."""
+    """Turn a chunk's float32 logits, in place, into ``d(sum_i coef_i * logp_i)/dlogits``, i.e.
+    ``coef * (onehot - softmax)``."""
     logits.sub_(lse.unsqueeze(1)).exp_().mul_(-coef.unsqueeze(1))
     logits.scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
 
