@@ -126,6 +126,21 @@ def test_a_separate_domain_set_holds_nothing_out(tmp_path, tiny_model_dir, files
     assert list(code[0].sets) == ["domain"] and len(code[0].sets["domain"]) == 5
 
 
+def test_a_probe_set_emptied_by_max_length_is_skipped_not_fatal(tmp_path, tiny_model_dir, files, caplog):
+    data, _ = files
+    long_prompts = [{"messages": [{"role": "user", "content": "Tell a long story. " * 8},
+                                  {"role": "assistant", "content": "Once."}]}] * 4
+    general = write_jsonl(long_prompts, tmp_path / "long.jsonl")
+    config = _config(tmp_path, tiny_model_dir, data, general)  # max_length 64 cuts each answer off after its long prompt
+    model, tokenizer = load_model(tiny_model_dir)
+    examples = [json.loads(line) for line in data.read_text().splitlines()]
+    with caplog.at_level("WARNING", logger="talr.callbacks"):
+        _, probes = callbacks.build_probes(config, examples, tokenizer, tmp_path)
+    code = [p for p in probes if isinstance(p, callbacks.CodeLengthProbe)]
+    assert list(code[0].sets) == ["domain"]
+    assert "this probe is skipped" in caplog.text and "long.jsonl" in caplog.text
+
+
 def test_probe_config_is_validated():
     with pytest.raises(ConfigError, match="probes.every_n_steps"):
         config_from_dict({"data": {"train": "x.jsonl"}, "probes": {"every_n_steps": 0}})

@@ -77,10 +77,13 @@ def test_sweep_survives_kill_9_and_resumes(tmp_path, tiny_model_dir):
     root = tmp_path / "sweeps" / "tiny"
     command = [sys.executable, "-m", "talr.cli", "sweep", str(config), "--no-report"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 240
-    while time.time() < deadline and not _results(root):
-        time.sleep(0.05)
+    log = tmp_path / "sweep.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        deadline = time.time() + 480
+        while time.time() < deadline and not _results(root) and process.poll() is None:
+            time.sleep(0.05)
+    assert process.poll() is None, f"the sweep exited early:\n{log.read_text()[-3000:]}"
     time.sleep(0.3)  # into the next point's training (or its checkpoint write)
     process.send_signal(signal.SIGKILL)
     process.wait()

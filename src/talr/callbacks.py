@@ -24,7 +24,7 @@ import numpy as np
 from transformers import TrainerCallback
 
 from talr import analysis, losses
-from talr.data.formats import tokenize_examples
+from talr.data.formats import DataFormatError, tokenize_examples
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,17 @@ def domain_holdout_size(config, n_examples: int) -> int:
     return min(config.probes.domain_size, n_examples // 10)
 
 
+def _probe_features(examples: list[dict], tokenizer, max_length: int, source: str) -> list[dict]:
+    """Tokenised probe examples, or none: a probe is a diagnostic, so a set that ``max_length`` empties (long Alpaca
+    answers under a short domain ``max_length``) is skipped with a warning instead of stopping the training run."""
+    try:
+        features, _ = tokenize_examples(examples, tokenizer, max_length, source=source)
+    except DataFormatError as error:
+        logger.warning("Probes: %s; this probe is skipped", error)
+        return []
+    return features
+
+
 def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tuple[list[dict], list[TrainerCallback]]:
     """The training examples left after the domain hold-out, and the probe callbacks for ``config.probes``.
 
@@ -200,7 +211,7 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
         general = None
     if general is not None and p.general_size > 0:
         general_examples = analysis.sample_examples(analysis.load_chat_examples(general), p.general_size, config.seed)
-        sets["general"], _ = tokenize_examples(general_examples, tokenizer, max_length, source=f"probe {general}")
+        sets["general"] = _probe_features(general_examples, tokenizer, max_length, f"probe {general}")
     if p.domain is not None:
         from talr.data import load_train_examples
 
@@ -209,14 +220,16 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
     else:
         domain_examples, source = held_out, "held-out training examples"
     if domain_examples:
-        sets["domain"], _ = tokenize_examples(domain_examples, tokenizer, max_length, source=f"probe {source}")
+        sets["domain"] = _probe_features(domain_examples, tokenizer, max_length, f"probe {source}")
+    sets = {name: features for name, features in sets.items() if features}
     if sets:
         callbacks.append(CodeLengthProbe(sets, pad, log, p.every_n_steps, p.batch_size))
 
     hard_features: list[dict] = []
     if p.hard_token_size > 0:
         slice_ = analysis.sample_examples(examples, p.hard_token_size, config.seed)
-        hard_features, _ = tokenize_examples(slice_, tokenizer, max_length, source="hard-token probe slice")
+        hard_features = _probe_features(slice_, tokenizer, max_length, "hard-token probe slice")
+    if hard_features:
         callbacks.append(HardTokenProbe(hard_features, pad, log, config.talr, config.training.per_device_batch_size,
                                         p.batch_size))
     log.header = {"probe": "setup", "domain_source": source if domain_examples else None,
