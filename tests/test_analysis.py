@@ -208,6 +208,26 @@ def test_ratio_of_sums_se_agrees_with_the_jackknife():
     assert se == pytest.approx(jackknife, rel=0.02)
 
 
+def test_spearman_matches_scipy_including_ties():
+    from itertools import permutations
+
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 4, 9).astype(float)  # ties
+    y = x + rng.normal(0, 1.5, 9)
+    rho, p = analysis.spearman(x, y)
+    assert rho == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    # brute force over all 7! pairings of a 7-point sample gives the exact permutation p-value
+    a, b = [1.0, 2, 3, 4, 5, 6, 7], [2.0, 1, 4, 3, 7, 5, 6]
+    rho_ab, p_ab = analysis.spearman(a, b, permutations=50_000)
+    exact = np.mean([abs(stats.spearmanr(a, perm).statistic) >= rho_ab - 1e-12 for perm in permutations(b)])
+    assert p_ab == pytest.approx(exact, abs=0.01)
+    assert analysis.average_ranks([3, 1, 3, 2]).tolist() == [3.5, 1.0, 3.5, 2.0]
+    with pytest.raises(ValueError, match="equal length"):
+        analysis.spearman([1, 2], [1, 2])
+
+
 def test_compare_code_lengths_uses_paired_differences_in_bits():
     a = _random_scores(0, n=9)
     b = _random_scores(1, n=9, same_ids_as=a)

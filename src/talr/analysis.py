@@ -339,6 +339,39 @@ def ratio_of_sums_with_se(numerator: np.ndarray, denominator: np.ndarray) -> tup
     return ratio, float(math.sqrt((residual ** 2).sum() / (n * (n - 1))) / y.mean())
 
 
+def average_ranks(values: Sequence[float]) -> np.ndarray:
+    """Ranks 1..n, ties sharing the mean of the ranks they span."""
+    values = np.asarray(values, dtype=np.float64)
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(values.size, dtype=np.float64)
+    start = 0
+    while start < values.size:
+        stop = start
+        while stop + 1 < values.size and values[order[stop + 1]] == values[order[start]]:
+            stop += 1
+        ranks[order[start:stop + 1]] = (start + stop) / 2 + 1
+        start = stop + 1
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float], permutations: int = 20_000, seed: int = 0) -> tuple[float, float]:
+    """Spearman's rank correlation (Pearson's on average ranks) and a two-sided permutation p-value (seeded, so the
+    same data give the same p): the share of random pairings whose |rho| reaches the observed one."""
+    rx, ry = average_ranks(x), average_ranks(y)
+    if rx.size != ry.size or rx.size < 3:
+        raise ValueError("spearman needs two sequences of equal length >= 3")
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    scale = math.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    if scale == 0:
+        return float("nan"), float("nan")
+    rho = float((rx * ry).sum() / scale)
+    rng = np.random.default_rng(seed)
+    shuffled = np.array([rng.permutation(ry) for _ in range(permutations)])
+    null = np.abs(shuffled @ rx) / scale
+    p_value = float((1 + (null >= abs(rho) - 1e-12).sum()) / (permutations + 1))
+    return rho, p_value
+
+
 def code_lengths(scores: Sequence[ExampleScores]) -> tuple[np.ndarray, np.ndarray]:
     """Per example: code length of its supervised tokens in bits, and their count."""
     return (np.array([s.bits for s in scores], dtype=np.float64),

@@ -381,6 +381,34 @@ def guidelines(sweep: Sweep) -> list[str]:
     return lines
 
 
+def signal_agreement(sweep: Sweep) -> list[str]:
+    """How well the cheap general signal (code length, no generation) ranks the points like the generation-based
+    general scores do: Spearman's rho over every evaluated point, the base model included (its -Delta L is 0)."""
+    from talr.analysis import spearman
+
+    if not sweep.score_tasks(sweep.general) or not sweep.bits_tasks(sweep.general) or sweep.base is None:
+        return []
+    points = [sweep.base, *sweep.points]
+    signal = {p.name: sweep.axis(p, "general", "bits") for p in points}
+    lines = []
+    targets = [("general average", lambda p: sweep.axis(p, "general", "score"))]
+    targets += [(task, lambda p, t=task: p.scores.get(t)) for task in sweep.score_tasks(sweep.general)]
+    for label, value in targets:
+        pairs = [(signal[p.name], value(p)) for p in points if signal[p.name] is not None and value(p) is not None]
+        if len(pairs) < 4:
+            continue
+        rho, p_value = spearman([a for a, _ in pairs], [b for _, b in pairs])
+        if math.isnan(rho):
+            lines.append(f"- {label}: constant over the points, no ranking to compare.")
+            continue
+        lines.append(f"- {label}: Spearman rho = {rho:+.2f} over {len(pairs)} points (permutation p = {p_value:.3f}).")
+    if not lines:
+        return []
+    return ["General code-length change (−ΔL on " + ", ".join(sweep.bits_tasks(sweep.general)) + ", no generation) "
+            "against the generation-based general scores, ranked over the points (+1: the cheap signal orders the "
+            "points exactly as the benchmark does):", "", *lines]
+
+
 def write_report(sweep_dir: str | Path) -> Path:
     sweep = load_sweep(sweep_dir)
     out = sweep.root
@@ -407,6 +435,9 @@ def write_report(sweep_dir: str | Path) -> Path:
         "",
         tables(sweep),
     ]
+    agreement = signal_agreement(sweep)
+    if agreement:
+        parts += ["## Does the cheap code-length signal track the general scores?", "", *agreement, ""]
     if scatters:
         parts += ["## Domain vs general", ""] + [f"![trade-off]({path.name})" for path in scatters] + [""]
     if curves:

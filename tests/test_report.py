@@ -1,0 +1,87 @@
+"""The sweep report on hand-made results: the guideline sentences state the numbers, the cheap-signal agreement is
+Spearman's rho, the Pareto front is the non-dominated set, and the figures are written."""
+
+import json
+from itertools import product
+
+import pytest
+import yaml
+
+from talr import report
+
+GENERAL_SCORES = {  # name -> (domain accuracy, ifeval accuracy, alpaca bits/token)
+    "base": (0.10, 0.50, 2.00),
+    "sft_lr2e-06_seed0": (0.30, 0.48, 2.02),
+    "sft_lr5e-05_seed0": (0.60, 0.30, 2.40),
+    "talr_lr2e-06_seed0": (0.25, 0.49, 2.01),
+    "talr_lr5e-05_seed0": (0.50, 0.40, 2.20),
+}
+
+
+def _results(domain: float, ifeval: float, bits: float, n: int = 100) -> dict:
+    def acc(p):
+        return {"acc,none": p, "acc_stderr,none": (p * (1 - p) / (n - 1)) ** 0.5}
+
+    return {
+        "results": {"medcalc_label": acc(domain), "ifeval": acc(ifeval),
+                    "codelength_alpaca": {"bits_per_token,none": bits, "bits_per_token_stderr,none": 0.01}},
+        "higher_is_better": {"medcalc_label": {"acc": True}, "ifeval": {"acc": True},
+                             "codelength_alpaca": {"bits_per_token": False}},
+    }
+
+
+@pytest.fixture()
+def sweep_dir(tmp_path):
+    root = tmp_path / "demo"
+    (root / "runs").mkdir(parents=True)
+    (root / "sweep.yaml").write_text(yaml.safe_dump({
+        "name": "demo", "eval": {"domain": ["medcalc_label"], "general": ["ifeval", "codelength_alpaca"], "limit": 100},
+        "train": {"model": "tiny"},
+    }))
+    for name, values in GENERAL_SCORES.items():
+        directory = root / name if name == "base" else root / "runs" / name
+        (directory / "eval").mkdir(parents=True)
+        (directory / "eval" / "results.json").write_text(json.dumps(_results(*values)))
+        if name != "base":
+            method, lr, _ = name.split("_")
+            (directory / "point.json").write_text(json.dumps(
+                {"name": name, "method": method, "learning_rate": float(lr[2:]), "seed": 0, "alpha": None}))
+    return root
+
+
+def test_guidelines_state_the_measured_changes(sweep_dir):
+    lines = "\n".join(report.guidelines(report.load_sweep(sweep_dir)))
+    # sft: general -2.0 points at the small lr, -20.0 at the large one; domain +20.0 and +50.0
+    assert "**sft, learning rate**: at lr 2e-06 the general side changed -2.0 points (domain +20.0)" in lines
+    assert "at lr 5e-05 it changed -20.0 (domain +50.0): consistent with guideline 1" in lines
+    # at 5e-5 TALR kept 10 points more ifeval for 10 less domain gain; 2 SE of the difference at n = 100 is
+    # 2 * sqrt(.4 * .6 / 99 + .3 * .7 / 99) = 13.5 points, so the report must not call it a difference
+    assert ("**TALR vs SFT at lr 5e-05**: TALR kept +10.0 points more on the general side than SFT for +10.0 points "
+            "less domain gain (the general difference is within two standard errors, 13.5 points): no measurable "
+            "difference") in lines
+    assert "*Measured on general / domain code length" not in lines  # no domain code-length task: no bits verdicts
+
+
+def test_signal_agreement_is_spearman_over_the_points(sweep_dir):
+    from scipy import stats
+
+    sweep = report.load_sweep(sweep_dir)
+    lines = report.signal_agreement(sweep)
+    minus_delta_l = [2.00 - bits for _, _, bits in GENERAL_SCORES.values()]
+    ifeval = [score for _, score, _ in GENERAL_SCORES.values()]
+    rho = stats.spearmanr(minus_delta_l, ifeval).statistic
+    assert rho == pytest.approx(1.0)
+    assert f"- general average: Spearman rho = {rho:+.2f} over 5 points" in "\n".join(lines)
+
+
+def test_pareto_front_is_the_non_dominated_set():
+    points = [(x, y) for x, y in product([0.0, 1.0, 2.0], [0.0, 1.0, 2.0]) if x + y <= 2]
+    assert [points[i] for i in report.pareto_front(points)] == [(0.0, 2.0), (1.0, 1.0), (2.0, 0.0)]
+    assert report.pareto_front([(1.0, 1.0), (1.0, 1.0)]) == [0, 1]  # ties dominate neither
+
+
+def test_report_is_written_with_its_figure(sweep_dir):
+    text = report.write_report(sweep_dir).read_text()
+    assert "## Does the cheap code-length signal track the general scores?" in text
+    assert "![trade-off](tradeoff_accuracy.png)" in text
+    assert (sweep_dir / "tradeoff_accuracy.png").stat().st_size > 10_000
