@@ -49,6 +49,22 @@ def test_mc_files_load_with_valid_gold(name):
     assert len({d["id"] for d in docs}) == 20
 
 
+@needs_data
+def test_medcalc_code_length_scores_the_trained_format():
+    """The label variant scores exactly the answer-only SFT example's assistant turn, after its prompt."""
+    from talr.data import medcalc
+
+    explained, _ = get_task("codelength_medcalc").load(data_dir(), 3)
+    label, total = get_task("codelength_medcalc_label").load(data_dir(), 3)
+    assert total == 1047 and [d["id"] for d in label] == [d["id"] for d in explained]
+    rows = {row["id"]: row for row in medcalc.load_rows("test", data_dir())}
+    for doc in label:
+        example = medcalc.to_sft_example(rows[doc["id"]], "label")["messages"]
+        assert doc["messages"] == example[:-1] and doc["response"] == example[-1]["content"]
+        assert doc["response"].startswith('{"answer": ')
+    assert all(len(e["response"]) > len(lab["response"]) for e, lab in zip(explained, label))
+
+
 def test_code_length_pools_bits_over_tokens():
     task = get_task("codelength_alpaca")
     records = [{"scores": {"bits": 10.0, "n_tokens": 5}}, {"scores": {"bits": 30.0, "n_tokens": 5}},

@@ -53,7 +53,11 @@ def test_guidelines_state_the_measured_changes(sweep_dir):
     lines = "\n".join(report.guidelines(report.load_sweep(sweep_dir)))
     # sft: general -2.0 points at the small lr, -20.0 at the large one; domain +20.0 and +50.0
     assert "**sft, learning rate**: at lr 2e-06 the general side changed -2.0 points (domain +20.0)" in lines
-    assert "at lr 5e-05 it changed -20.0 (domain +50.0): consistent with guideline 1" in lines
+    # 2 SE of the sft difference: 2 * sqrt(.48 * .52 / 99 + .3 * .7 / 99) = 13.6 points < 18 points
+    assert ("at lr 5e-05 it changed -20.0 (domain +50.0) (the general difference is beyond two standard errors, 13.6 "
+            "points): consistent with guideline 1") in lines
+    # talr: 9 points apart, 2 SE = 14.1 points, so no verdict either way
+    assert "it changed -10.0 (domain +40.0) (the general difference is within two standard errors, 14.1" in lines
     # at 5e-5 TALR kept 10 points more ifeval for 10 less domain gain; 2 SE of the difference at n = 100 is
     # 2 * sqrt(.4 * .6 / 99 + .3 * .7 / 99) = 13.5 points, so the report must not call it a difference
     assert ("**TALR vs SFT at lr 5e-05**: TALR kept +10.0 points more on the general side than SFT for +10.0 points "

@@ -30,16 +30,17 @@ GENERAL_ANSWERS_FILE = Path("general_probes") / "base_answers.jsonl"
 
 @dataclass
 class DemoSize:
-    """Sizes chosen so the whole demo fits in ~15 minutes on 2 CPU cores (see docs/demo.md for the timings)."""
+    """Sizes chosen so the whole demo fits in 15 minutes on 2 CPU cores (timings: docs/sweep.md, `talr demo`)."""
 
-    train_rows: int = 96
-    eval_rows: int = 48
-    ifeval_rows: int = 24
-    general_prompts: int = 32
+    train_rows: int = 48
+    eval_rows: int = 16
+    ifeval_rows: int = 16
+    general_prompts: int = 24
     general_answer_tokens: int = 96
-    max_new_tokens: int = 160  # cap on IFEval's 1,280-token budget
+    max_new_tokens: int = 128  # cap on IFEval's 1,280-token budget
     learning_rates: tuple[float, ...] = (2e-6, 5e-5)
     max_length: int = 384
+    probe_examples: int = 16  # training-time code-length and hard-token probes (``probes.*_size``)
 
 
 def write_synthetic_data(root: Path, size: DemoSize, seed: int = 0) -> Path:
@@ -87,7 +88,7 @@ def demo_sweep(out_dir: Path, data_dir: Path, real_data: bool, size: DemoSize) -
         out_dir=str(out_dir),
         keep_models=False,
         grid=GridConfig(methods=["sft", "talr"], learning_rates=list(size.learning_rates), seeds=[0]),
-        eval=EvalConfig(domain=["medcalc_label", "codelength_medcalc"], general=general,
+        eval=EvalConfig(domain=["medcalc_label", "codelength_medcalc_label"], general=general,
                         limit=size.eval_rows if real_data else None, batch_size=16, data_dir=str(data_dir),
                         max_new_tokens=size.max_new_tokens),
         train={
@@ -96,6 +97,7 @@ def demo_sweep(out_dir: Path, data_dir: Path, real_data: bool, size: DemoSize) -
                                "limit": size.train_rows, "data_dir": str(data_dir)},
                      "max_length": size.max_length},
             "training": {"num_epochs": 1, "per_device_batch_size": 4, "logging_steps": 2, "warmup_ratio": 0.1},
+            "probes": {"general_size": size.probe_examples, "hard_token_size": size.probe_examples},
         },
     )
 

@@ -332,6 +332,16 @@ def guidelines(sweep: Sweep) -> list[str]:
             ref = base_dom if side == "domain" else base_gen
             return None if value is None or ref is None else scale * (value - ref)
 
+        def noise(a, b, difference):
+            """The clause on whether a general difference between two points exceeds two standard errors."""
+            se_a, se_b = sweep.axis_stderr(a, "general", kind), sweep.axis_stderr(b, "general", kind)
+            if se_a is None or se_b is None:
+                return "", False
+            two_se = 2 * scale * math.sqrt(se_a * se_a + se_b * se_b)
+            within = abs(difference) < two_se
+            return (f" (the general difference is {'within' if within else 'beyond'} two standard errors, "
+                    f"{fmt.format(two_se).lstrip('+')} {unit})"), within
+
         for method in sorted({m for m, _ in groups}):
             rates = sorted(lr for m, lr in groups if m == method)
             if len(rates) < 2:
@@ -341,14 +351,18 @@ def guidelines(sweep: Sweep) -> list[str]:
             d_large, g_large = change(large, "domain"), change(large, "general")
             if None in (d_small, g_small, d_large, g_large):
                 continue
-            verdict = ("consistent with guideline 1: the smaller learning rate kept more general ability"
-                       if g_small > g_large else
-                       "not consistent with guideline 1 here: the smaller learning rate did not keep more general "
-                       "ability")
+            significance, within_noise = noise(small, large, g_small - g_large)
+            if within_noise:
+                verdict = "no measurable difference at this evaluation size"
+            elif g_small > g_large:
+                verdict = "consistent with guideline 1: the smaller learning rate kept more general ability"
+            else:
+                verdict = ("not consistent with guideline 1 here: the smaller learning rate did not keep more "
+                           "general ability")
             lines.append(
                 f"- **{method}, learning rate**: at lr {rates[0]:g} the general side changed {fmt.format(g_small)} "
                 f"{unit} (domain {fmt.format(d_small)}); at lr {rates[-1]:g} it changed {fmt.format(g_large)} "
-                f"(domain {fmt.format(d_large)}): {verdict}."
+                f"(domain {fmt.format(d_large)}){significance}: {verdict}."
             )
         for lr in sorted({lr for _, lr in groups}):
             if ("talr", lr) not in groups or ("sft", lr) not in groups:
@@ -358,13 +372,7 @@ def guidelines(sweep: Sweep) -> list[str]:
             if None in values:
                 continue
             kept, cost = values[0] - values[1], values[2] - values[3]
-            se_t, se_s = sweep.axis_stderr(talr, "general", kind), sweep.axis_stderr(sft, "general", kind)
-            significance, within_noise = "", False
-            if se_t is not None and se_s is not None:
-                noise = scale * math.sqrt(se_t * se_t + se_s * se_s)
-                within_noise = abs(kept) < 2 * noise
-                significance = (f" (the general difference is {'within' if within_noise else 'beyond'} two "
-                                f"standard errors, {fmt.format(2 * noise).lstrip('+')} {unit})")
+            significance, within_noise = noise(talr, sft, kept)
             if within_noise:
                 verdict = "no measurable difference at this evaluation size"
             elif kept > 0:
@@ -420,7 +428,7 @@ def write_report(sweep_dir: str | Path) -> Path:
         f"# Sweep report: {config.get('name', out.name)}",
         "",
         f"Base model `{train.get('model', 'smollm2-135m-instruct')}`; training data `{train.get('data', {}).get('train')}`; "
-        f"evaluation limit {config['eval'].get('limit')} items per task; "
+        f"evaluation: {'all' if config['eval'].get('limit') is None else config['eval']['limit']} items per task; "
         f"{len(sweep.points)} finished points. Accuracies in percent and code lengths in bits per token, each ± one "
         "standard error (binomial or bootstrap, per task; an average's error combines them). −ΔL is the code-length "
         "change against the base model with the sign flipped (positive = the model compresses that text better). "

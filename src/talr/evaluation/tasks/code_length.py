@@ -100,9 +100,12 @@ class AlpacaEvalCodeLength(CodeLength):
 
 
 class DomainCodeLength(CodeLength):
-    """Reference answers of a domain source's test rows, in the source's default SFT format."""
+    """Reference answers of a domain source's test rows in one of its SFT formats (``format``; None: the source's
+    default). Measure the domain gain on the format the model was trained on: a label-only model loses probability
+    on explanations it was never shown, which reads as a domain loss in the explanation format."""
 
     source: str
+    format: str | None = None
 
     def load(self, data_dir: Path, limit: int | None) -> tuple[list[dict], int]:
         module = get_source(self.source)
@@ -110,7 +113,7 @@ class DomainCodeLength(CodeLength):
         rows = load_eval_rows(self.source, "test", limit=limit, seed=0, data_dir=data_dir)
         docs = []
         for row in rows:
-            messages = module.to_sft_example(row, module.DEFAULT_FORMAT)["messages"]
+            messages = module.to_sft_example(row, self.format or module.DEFAULT_FORMAT)["messages"]
             if messages[-1]["role"] != "assistant":
                 raise ValueError(f"{self.source} row {row['id']}: SFT example does not end with an assistant turn")
             docs.append({"id": row["id"], "messages": messages[:-1], "response": messages[-1]["content"]})
@@ -121,6 +124,12 @@ class MedCalcCodeLength(DomainCodeLength):
     name = "codelength_medcalc"
     description = "bits/token of MedCalc-Bench test reference answers (explanation + JSON answer)"
     source = "medcalc_bench"
+
+
+class MedCalcLabelCodeLength(MedCalcCodeLength):
+    name = "codelength_medcalc_label"
+    description = "bits/token of MedCalc-Bench test reference answers in the answer-only (label) SFT format"
+    format = "label"
 
 
 class GeneralAnswersCodeLength(CodeLength):
