@@ -65,6 +65,19 @@ def test_medcalc_code_length_scores_the_trained_format():
     assert all(len(e["response"]) > len(lab["response"]) for e, lab in zip(explained, label))
 
 
+@needs_data
+def test_esci_code_length_scores_the_label_sft_turn():
+    from talr.data import esci
+
+    docs, total = get_task("codelength_esci").load(data_dir(), 4)
+    assert total == len(esci.load_rows("test", data_dir()))
+    rows = {row["id"]: row for row in esci.load_rows("test", data_dir())}
+    for doc in docs:
+        example = esci.to_sft_example(rows[doc["id"]], "label")["messages"]
+        assert doc["messages"] == example[:-1] and doc["response"] == example[-1]["content"]
+        assert doc["response"] in {"Exact", "Substitute", "Complement", "Irrelevant"}
+
+
 def test_code_length_pools_bits_over_tokens():
     task = get_task("codelength_alpaca")
     records = [{"scores": {"bits": 10.0, "n_tokens": 5}}, {"scores": {"bits": 30.0, "n_tokens": 5}},

@@ -25,6 +25,7 @@ TASKS: dict[str, str] = {
     "codelength_alpaca_eval": "talr.evaluation.tasks.code_length:AlpacaEvalCodeLength",
     "codelength_medcalc": "talr.evaluation.tasks.code_length:MedCalcCodeLength",
     "codelength_medcalc_label": "talr.evaluation.tasks.code_length:MedCalcLabelCodeLength",
+    "codelength_esci": "talr.evaluation.tasks.code_length:EsciCodeLength",
     "codelength_general_answers": "talr.evaluation.tasks.code_length:GeneralAnswersCodeLength",
     "medcalc": "talr.evaluation.tasks.medcalc:MedCalc",
     "medcalc_label": "talr.evaluation.tasks.medcalc:MedCalcLabel",

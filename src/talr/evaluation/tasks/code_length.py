@@ -132,6 +132,13 @@ class MedCalcLabelCodeLength(MedCalcCodeLength):
     format = "label"
 
 
+class EsciCodeLength(DomainCodeLength):
+    name = "codelength_esci"
+    description = "bits/token of the ESCI test split's reference labels in the label-only SFT format"
+    source = "esci"
+    format = "label"
+
+
 class GeneralAnswersCodeLength(CodeLength):
     """The base model's own greedy answers to talr's fixed general prompts (``talr demo`` writes them to
     ``<data dir>/general_probes/base_answers.jsonl``): text the base model already models well, so any growth in its
