@@ -7,7 +7,9 @@ as in full fine-tuning; ``--frozen-head`` for LoRA), every position supervised:
 * ``ce_chunked``       plain cross-entropy through the one-pass chunked head (gradients in the forward, Liger-style);
 * ``ce_two_phase``     plain cross-entropy through the two-phase chunked head TALR uses (logp, then backward);
 * ``talr_reference``   full logits, ``talr.losses.token_logprobs`` + ``talr_loss`` (the straightforward TALR);
-* ``talr_fused``       two-phase chunked head + ``talr_loss`` (the engine's path with one micro-batch per step);
+* ``talr_fused``       two-phase chunked head + ``talr_loss`` (the engine's path with one micro-batch per step): the
+                       softmax kept for the backward when it fits ``DEFAULT_CACHE_BYTES``, recomputed otherwise;
+* ``talr_recompute``   the same, always recomputing (``cache_bytes=0``: the least memory);
 * ``talr_prepass``     no-grad chunked pass for the weights, then the one-pass head (the engine's path with gradient
                        accumulation: the pre-pass's head share only; the body's pre-pass forward is in train_step.py).
 
@@ -34,7 +36,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-PATHS = ["hf_default", "ce_chunked", "ce_two_phase", "talr_reference", "talr_fused", "talr_prepass"]
+PATHS = ["hf_default", "ce_chunked", "ce_two_phase", "talr_reference", "talr_fused", "talr_recompute", "talr_prepass"]
 
 
 def _status_kib(field: str) -> int:
@@ -61,6 +63,8 @@ def _loss_fn(path: str, h, w, labels, vocab: int):
         return lambda: losses.talr_loss(*losses.token_logprobs(F.linear(h, w), labels))
     if path == "talr_fused":
         return lambda: losses.talr_loss(*fused_token_logprobs(h, w, labels))
+    if path == "talr_recompute":
+        return lambda: losses.talr_loss(*fused_token_logprobs(h, w, labels, cache_bytes=0))
 
     def talr_prepass():
         with torch.no_grad():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from talr import losses
-from talr.loss_head import CausalLMHead, fused_token_logprobs, fused_weighted_nll
+from talr.loss_head import DEFAULT_CACHE_BYTES, CausalLMHead, fused_token_logprobs, fused_weighted_nll
 from talr.models import load_model
 
 WEIGHTINGS = {
@@ -45,15 +45,41 @@ def _reference(h, w, b, labels, weighting):
 
 @pytest.mark.parametrize("weighting", list(WEIGHTINGS))
 @pytest.mark.parametrize("bias", [False, True])
-def test_two_phase_head_matches_full_logits_float32(weighting, bias):
+@pytest.mark.parametrize("cache_bytes", [0, DEFAULT_CACHE_BYTES], ids=["recompute", "kept_softmax"])
+def test_two_phase_head_matches_full_logits_float32(weighting, bias, cache_bytes):
     h, w, b, labels = _inputs(bias=bias)
     params = [p for p in (h, w, b) if p is not None]
     ref_loss, ref_grads = _grads(lambda: _reference(h, w, b, labels, weighting), params)
     # chunk of 7 does not divide the 47 supervised tokens: the last chunk is short
-    loss, grads = _grads(lambda: WEIGHTINGS[weighting](*fused_token_logprobs(h, w, labels, b, chunk_size=7)), params)
+    loss, grads = _grads(lambda: WEIGHTINGS[weighting](*fused_token_logprobs(
+        h, w, labels, b, chunk_size=7, cache_bytes=cache_bytes)), params)
     assert rel_err(loss, ref_loss) <= 1e-6
     for g, r in zip(grads, ref_grads):
         assert rel_err(g, r) <= 1e-5
+
+
+def test_kept_softmax_is_used_only_within_the_budget_and_a_second_backward_recomputes(monkeypatch):
+    from talr import loss_head
+
+    h, w, _, labels = _inputs()
+    n_tokens = int((labels[:, 1:] != -100).sum())
+    budget = n_tokens * w.shape[0] * 4
+    _, ref_grads = _grads(lambda: _reference(h, w, None, labels, "talr"), [h, w])
+    logits_calls = []
+    original = loss_head._Head.logits
+    monkeypatch.setattr(loss_head._Head, "logits", lambda self, x: logits_calls.append(1) or original(self, x))
+    chunks = -(-n_tokens // 7)
+    for cache_bytes in (budget, budget - 1):  # kept at exactly the budget, recomputed one byte below
+        loss = losses.talr_loss(*fused_token_logprobs(h, w, labels, chunk_size=7, cache_bytes=cache_bytes))
+        for p in (h, w):
+            p.grad = None
+        logits_calls.clear()
+        loss.backward(retain_graph=True)
+        assert len(logits_calls) == (0 if cache_bytes == budget else chunks)
+        first = [h.grad.clone(), w.grad.clone()]
+        loss.backward()  # a kept softmax was consumed: this one recomputes, and must add the same gradient
+        for g1, g2, r in zip(first, (h.grad, w.grad), ref_grads):
+            assert rel_err(g1, r) <= 1e-5 and rel_err(g2, 2 * r) <= 1e-5
 
 
 @pytest.mark.parametrize("weighting", ["sft", "talr"])

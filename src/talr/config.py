@@ -116,6 +116,9 @@ class TrainingConfig:
     # "fused": chunked LM head that never materialises [tokens, vocab] logits (falls back to "reference" for heads it
     # does not cover); "reference": full logits then talr.losses.token_logprobs.
     loss_head: Literal["fused", "reference"] = "fused"
+    # The fused head keeps the step's float32 softmax between forward and backward when it fits this many MiB (then
+    # TALR costs what cross-entropy costs) and recomputes it otherwise; 0 always recomputes (least memory).
+    loss_head_cache_mib: int = 256
 
 
 @dataclass
@@ -270,6 +273,8 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"{key}: must be positive, got {value}")
     if config.training.max_steps <= 0 and not config.training.num_epochs > 0:
         raise ConfigError("training: set num_epochs > 0 or max_steps > 0")
+    if config.training.loss_head_cache_mib < 0:
+        raise ConfigError(f"training.loss_head_cache_mib: must be >= 0, got {config.training.loss_head_cache_mib}")
     if config.talr.tau != "median" and not config.talr.tau > 0:
         raise ConfigError(f"talr.tau: a fixed tau must be positive, got {config.talr.tau}")
     if config.talr.w_min < 0 or config.talr.tau_min <= 0:

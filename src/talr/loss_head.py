@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 # multiple of this (the logits, their gradient in the compute dtype) plus the float32 projection gradient. Larger
 # chunks are ~10% faster on CPU (1024 vs 341 tokens at 49k) but 4x the memory; see docs/performance.md.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+# The two-phase head keeps the float32 softmax of every chunk between forward and backward when all of it fits this
+# budget (then its backward needs no logit recomputation: plain cross-entropy's cost) and recomputes it otherwise
+# (one more [tokens, vocab] matmul, bounded memory). 256 MiB holds 1,365 tokens at a 49k vocabulary (e.g. 4 x 256
+# supervised tokens) and 441 at 152k; 0 always recomputes. See docs/performance.md.
+DEFAULT_CACHE_BYTES = 256 * 2**20
 MIN_CHUNK_TOKENS = 16
 
 
@@ -96,8 +101,9 @@ def _logits_to_grad_(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Ten
     logits.scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
 
 
-def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None):
-    """Token log-probabilities and log-sum-exps; with ``coef``, also the gradients of ``sum_i coef_i * logp_i``."""
+def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_softmax: list | None = None):
+    """Token log-probabilities and log-sum-exps; with ``coef``, also the gradients of ``sum_i coef_i * logp_i``;
+    with ``keep_softmax`` (a list, ``coef`` unset), each chunk's float32 softmax is appended to it."""
     n = hidden.shape[0]
     logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
     lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
@@ -117,13 +123,15 @@ def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None):
                 c = coef[start:end]
                 exps.mul_((-c / sums).unsqueeze(1)).scatter_add_(1, t.unsqueeze(1), c.unsqueeze(1))
                 head.add_grad(start, h, exps)
+            elif keep_softmax is not None:
+                keep_softmax.append(exps.div_(sums.unsqueeze(1)))
             del logits, exps
     return logp, lse
 
 
 class _TokenLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk_size):
+    def forward(ctx, hidden, weight, bias, targets, chunk_size, cache_bytes):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         # A frozen projection: dlogp_i/dh_i is all the backward needs, and the later dL/dlogp_i only scales it.
         ctx.precomputed = need_h and not need_w and not need_b
@@ -133,29 +141,35 @@ class _TokenLogProbs(torch.autograd.Function):
             logp, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=ones)
             ctx.save_for_backward(head.grad_h)
         else:
-            logp, lse = _forward_chunks(_Head(hidden, weight, bias), hidden, targets, chunk_size)
+            cache = [] if hidden.shape[0] * weight.shape[0] * 4 <= cache_bytes else None
+            logp, lse = _forward_chunks(_Head(hidden, weight, bias), hidden, targets, chunk_size, keep_softmax=cache)
             ctx.save_for_backward(hidden, weight, bias, targets, lse)
-            ctx.chunk_size = chunk_size
+            ctx.chunk_size, ctx.softmax = chunk_size, cache
         return logp
 
     @staticmethod
     def backward(ctx, grad_logp):
         if ctx.precomputed:
             (dlogp_dh,) = ctx.saved_tensors
-            return (grad_logp.float().unsqueeze(1) * dlogp_dh).to(dlogp_dh.dtype), None, None, None, None
+            return (grad_logp.float().unsqueeze(1) * dlogp_dh).to(dlogp_dh.dtype), None, None, None, None, None
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         head = _Head(hidden, weight, bias, need_h, need_w, need_b)
         grad_logp = grad_logp.float()
+        cache, ctx.softmax = ctx.softmax, None  # turned into gradients in place; a second backward recomputes
         with torch.autocast(hidden.device.type, enabled=False):
-            for start in range(0, hidden.shape[0], ctx.chunk_size):
+            for k, start in enumerate(range(0, hidden.shape[0], ctx.chunk_size)):
                 end = min(start + ctx.chunk_size, hidden.shape[0])
-                h = hidden[start:end]
-                logits = head.logits(h)
-                _logits_to_grad_(logits, lse[start:end], targets[start:end], grad_logp[start:end])
-                head.add_grad(start, h, logits)
-                del logits
-        return head.grad_h, *head.param_grads(weight, bias), None, None
+                h, t, c = hidden[start:end], targets[start:end], grad_logp[start:end]
+                if cache is None:
+                    grad_logits = head.logits(h)
+                    _logits_to_grad_(grad_logits, lse[start:end], t, c)
+                else:
+                    grad_logits = cache[k].mul_(-c.unsqueeze(1)).scatter_add_(1, t.unsqueeze(1), c.unsqueeze(1))
+                    cache[k] = None
+                head.add_grad(start, h, grad_logits)
+                del grad_logits
+        return head.grad_h, *head.param_grads(weight, bias), None, None, None
 
 
 class _WeightedNLL(torch.autograd.Function):
@@ -202,19 +216,19 @@ def _tracks_grad(*tensors) -> bool:
 
 def fused_token_logprobs(
     hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor | None = None,
-    ignore_index: int = IGNORE_INDEX, chunk_size: int | None = None,
+    ignore_index: int = IGNORE_INDEX, chunk_size: int | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Drop-in for :func:`talr.losses.token_logprobs` that takes the head's input instead of its output.
 
     ``hidden`` is ``[batch, seq, hidden]`` (the final hidden states a causal LM feeds its ``lm_head``), ``weight``
     ``[vocab, hidden]`` and ``bias`` ``[vocab]`` the projection, ``labels`` ``[batch, seq]``. Returns
     ``(logp, mask)``, both ``[batch, seq - 1]``, ``logp`` float32 and differentiable wrt ``hidden``, ``weight`` and
-    ``bias``: any weighting may be applied to it afterwards.
+    ``bias``: any weighting may be applied to it afterwards. ``cache_bytes``: see ``DEFAULT_CACHE_BYTES``.
     """
     h, targets, mask = _supervised(hidden, labels, ignore_index)
     chunk = chunk_size or default_chunk_size(weight.shape[0])
     if _tracks_grad(h, weight, bias):
-        logp_sel = _TokenLogProbs.apply(h, weight, bias, targets, chunk)
+        logp_sel = _TokenLogProbs.apply(h, weight, bias, targets, chunk, cache_bytes)
     else:
         logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
     logp = _scatter(logp_sel, mask)
@@ -277,8 +291,9 @@ class CausalLMHead:
     linear layer or whose logits do not match ``linear(hidden, W, b)`` on a probe input.
     """
 
-    def __init__(self, model: nn.Module, fused: bool = True, chunk_size: int | None = None):
-        self.chunk_size = chunk_size
+    def __init__(self, model: nn.Module, fused: bool = True, chunk_size: int | None = None,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES):
+        self.chunk_size, self.cache_bytes = chunk_size, cache_bytes
         self.fused = fused and self._fused_applies(model)
 
     def _fused_applies(self, model: nn.Module) -> bool:
@@ -327,18 +342,18 @@ class CausalLMHead:
             raise RuntimeError(f"the decoder ran {len(captured)} times in one forward")
         return captured[0]
 
-    def _run(self, model, inputs, fn, *args):
+    def _run(self, model, inputs, fn, *args, **kwargs):
         weight, bias = linear_head(_base_causal_lm(model))
         hidden, autocast_dtype = self._hidden_states(model, inputs)
         autocast = torch.autocast(hidden.device.type, dtype=autocast_dtype) if autocast_dtype else nullcontext()
         with autocast:
-            return fn(hidden, weight, *args, bias=bias, chunk_size=self.chunk_size)
+            return fn(hidden, weight, *args, bias=bias, chunk_size=self.chunk_size, **kwargs)
 
     def logprobs(self, model: nn.Module, inputs: dict, labels: torch.Tensor):
         """``(logp, mask)`` as :func:`talr.losses.token_logprobs` returns them, differentiable."""
         if not self.fused:
             return token_logprobs(model(**inputs).logits, labels)
-        return self._run(model, inputs, fused_token_logprobs, labels)
+        return self._run(model, inputs, fused_token_logprobs, labels, cache_bytes=self.cache_bytes)
 
     def weighted_nll(self, model: nn.Module, inputs: dict, labels: torch.Tensor, token_weights: torch.Tensor):
         """``(sum_i w_i * l_i, logp, mask)`` for weights known before the forward; ``logp`` detached."""

@@ -64,7 +64,8 @@ class TalrTrainer(Trainer):
         # docs/performance.md.
         # Sharded engines (FSDP, DeepSpeed ZeRO) gather lm_head's weight only inside the model's forward.
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
-        self.head = CausalLMHead(self.model, fused=run_config.training.loss_head == "fused" and not sharded)
+        self.head = CausalLMHead(self.model, fused=run_config.training.loss_head == "fused" and not sharded,
+                                 cache_bytes=run_config.training.loss_head_cache_mib * 2**20)
         self.weighting_scope = weighting_scope(self.token_weighting)
 
     def _weights_over_step(self) -> bool:
