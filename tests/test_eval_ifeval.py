@@ -1,4 +1,3 @@
-import json
 import subprocess
 import sys
 import textwrap
@@ -88,7 +87,7 @@ def test_loads_all_541_prompts(task):
 
 def test_punkt_tab_comes_from_the_offline_package_with_network_disabled(tmp_path):
     script = textwrap.dedent(
-        f"""
+        """
         import socket
         def refuse(*a, **k):
             raise OSError("network disabled in this test")

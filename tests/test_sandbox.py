@@ -6,7 +6,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
 from talr.evaluation.sandbox import LAUNCHER, Limits, run_python
 

@@ -60,12 +60,6 @@ def seeded_subset(docs: list[dict], limit: int | None, seed: int = 0) -> list[di
     return [docs[i] for i in keep]
 
 
-def require_file(path: Path) -> Path:
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path} (set TALR_DATA_DIR or --data-dir to the benchmark folder)")
-    return path
-
-
 class Task:
     """Base class: subclasses set the class attributes and implement ``load_all``, ``request`` and ``score``."""
 

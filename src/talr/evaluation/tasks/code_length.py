@@ -15,9 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from talr.data.rows import iter_jsonl, missing_fields, require_file
 from talr.data.sources import get_source, load_eval_rows
 from talr.evaluation.metrics import bootstrap_stderr, mean_with_stderr, with_stderr
-from talr.evaluation.task import Response, Scored, Task, require_file
+from talr.evaluation.task import Response, Scored, Task
 
 BITS_PER_TOKEN = "bits_per_token,none"
 BITS_PER_EXAMPLE = "bits_per_example,none"
@@ -85,17 +86,12 @@ class AlpacaEvalCodeLength(CodeLength):
     description = "bits/token of AlpacaEval's 805 davinci-003 reference outputs"
 
     def load_all(self, data_dir: Path) -> list[dict]:
-        path = require_file(Path(data_dir) / "alpaca_eval" / "alpaca_eval.jsonl")
+        path = Path(data_dir) / "alpaca_eval" / "alpaca_eval.jsonl"
         docs = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    docs.append({"id": number - 1, "messages": user_turn(row["instruction"]), "response": row["output"]})
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise ValueError(f"{path}:{number}: bad AlpacaEval row ({e})") from e
+        for number, row in iter_jsonl(path):
+            if missing := missing_fields(row, ("instruction", "output")):
+                raise ValueError(f"{path}:{number}: AlpacaEval row lacks {', '.join(missing)}")
+            docs.append({"id": number - 1, "messages": user_turn(row["instruction"]), "response": row["output"]})
         return docs
 
 
@@ -148,16 +144,12 @@ class GeneralAnswersCodeLength(CodeLength):
     description = "bits/token of the base model's own answers to talr's general prompts"
 
     def load_all(self, data_dir: Path) -> list[dict]:
-        path = require_file(Path(data_dir) / "general_probes" / "base_answers.jsonl")
+        path = Path(data_dir) / "general_probes" / "base_answers.jsonl"
         docs = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    *prompt, answer = row["messages"]
-                    docs.append({"id": row["id"], "messages": prompt, "response": answer["content"]})
-                except (json.JSONDecodeError, KeyError, ValueError, TypeError) as e:
-                    raise ValueError(f"{path}:{number}: bad general-answer row ({e})") from e
+        for number, row in iter_jsonl(path):
+            try:
+                *prompt, answer = row["messages"]
+                docs.append({"id": row["id"], "messages": prompt, "response": answer["content"]})
+            except (KeyError, ValueError, TypeError) as e:
+                raise ValueError(f"{path}:{number}: bad general-answer row ({e!r})") from e
         return docs

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from talr.data.sources import get_source, load_eval_rows
-from talr.evaluation.task import Generate, Scored, Task
+from talr.evaluation.task import Generate, Task
 
 
 class DomainTask(Task):

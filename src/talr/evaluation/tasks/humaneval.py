@@ -13,8 +13,9 @@ import gzip
 import json
 from pathlib import Path
 
+from talr.data.rows import require_file
 from talr.evaluation.sandbox import Limits, run_python
-from talr.evaluation.task import Generate, Scored, Task, require_file
+from talr.evaluation.task import Generate, Scored, Task
 
 PASS_AT_1 = "pass@1,create_test"
 LIMITS = Limits(timeout_s=10, cpu_s=10, memory_mb=1024)

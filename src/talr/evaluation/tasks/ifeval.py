@@ -9,12 +9,12 @@ few language checks are reproducible.
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
+from talr.data.rows import iter_jsonl, missing_fields
 from talr.evaluation.metrics import bootstrap_stderr, mean_with_stderr, with_stderr
 from talr.evaluation.nltk_offline import ensure_punkt_tab
-from talr.evaluation.task import Generate, Scored, Task, require_file
+from talr.evaluation.task import Generate, Scored, Task
 
 PROMPT_STRICT = "prompt_level_strict_acc,none"
 INST_STRICT = "inst_level_strict_acc,none"
@@ -27,7 +27,6 @@ def lm_eval_ifeval():
     """lm-eval's IFEval utils, imported after the offline punkt_tab is in place (its import would download it)."""
     ensure_punkt_tab()
     import langdetect
-
     from lm_eval.tasks.ifeval import utils
 
     langdetect.DetectorFactory.seed = 0
@@ -47,17 +46,12 @@ class IFEval(Task):
     metrics = {PROMPT_STRICT: True, INST_STRICT: True, PROMPT_LOOSE: True, INST_LOOSE: True}
 
     def load_all(self, data_dir: Path) -> list[dict]:
-        path = require_file(Path(data_dir) / "ifeval" / "input_data.jsonl")
+        path = Path(data_dir) / "ifeval" / "input_data.jsonl"
         docs = []
-        with open(path, encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                    docs.append({"id": row["key"], **{k: row[k] for k in ("prompt", "instruction_id_list", "kwargs")}})
-                except (json.JSONDecodeError, KeyError) as e:
-                    raise ValueError(f"{path}:{number}: bad IFEval row ({e})") from e
+        for number, row in iter_jsonl(path):
+            if missing := missing_fields(row, ("key", "prompt", "instruction_id_list", "kwargs")):
+                raise ValueError(f"{path}:{number}: IFEval row lacks {', '.join(missing)}")
+            docs.append({"id": row["key"], **{k: row[k] for k in ("prompt", "instruction_id_list", "kwargs")}})
         return docs
 
     def request(self, doc: dict) -> Generate:

@@ -14,7 +14,8 @@ import csv
 import json
 from pathlib import Path
 
-from talr.evaluation.task import Choices, Scored, Task, require_file
+from talr.data.rows import require_file
+from talr.evaluation.task import Choices, Scored, Task
 
 ACC = "acc,none"
 ACC_NORM = "acc_norm,none"
