@@ -89,3 +89,6 @@ def test_report_is_written_with_its_figure(sweep_dir):
     assert "## Does the cheap code-length signal track the general scores?" in text
     assert "![trade-off](tradeoff_accuracy.png)" in text
     assert (sweep_dir / "tradeoff_accuracy.png").stat().st_size > 10_000
+    # every point trades domain for general here, so all four are on the front, by increasing domain score
+    assert ("Pareto front (accuracy): `talr_lr2e-06_seed0`, `sft_lr2e-06_seed0`, `talr_lr5e-05_seed0`, "
+            "`sft_lr5e-05_seed0`.") in text

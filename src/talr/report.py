@@ -226,6 +226,20 @@ def pareto_front(xy: list[tuple[float, float]]) -> list[int]:
     return sorted(front, key=lambda i: xy[i][0])
 
 
+def _axis_points(sweep: Sweep, kind: str) -> tuple[list[Point], list[tuple[float, float]]]:
+    """The (seed-averaged) points with both axes, and their (domain, general) coordinates in display units."""
+    scale = KIND_LABEL[kind][2]
+    points = [p for p in grouped_points(sweep)
+              if sweep.axis(p, "domain", kind) is not None and sweep.axis(p, "general", kind) is not None]
+    return points, [(scale * sweep.axis(p, "domain", kind), scale * sweep.axis(p, "general", kind)) for p in points]
+
+
+def pareto_names(sweep: Sweep, kind: str) -> list[str]:
+    """Names of the points on the domain-vs-general Pareto front, by increasing domain score."""
+    points, xy = _axis_points(sweep, kind)
+    return [points[i].name for i in pareto_front(xy)]
+
+
 def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     import matplotlib
 
@@ -234,8 +248,7 @@ def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     from matplotlib.lines import Line2D
 
     x_label, y_label, scale = KIND_LABEL[kind]
-    points = [p for p in grouped_points(sweep)
-              if sweep.axis(p, "domain", kind) is not None and sweep.axis(p, "general", kind) is not None]
+    points, xy = _axis_points(sweep, kind)
     if not points:
         return None
     methods = sorted({p.method for p in points})
@@ -243,7 +256,6 @@ def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     colours = plt.get_cmap("tab10")
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
-    xy = [(scale * sweep.axis(p, "domain", kind), scale * sweep.axis(p, "general", kind)) for p in points]
     for p, (x, y) in zip(points, xy):
         marker = markers[rates.index(p.learning_rate) % len(markers)] if p.learning_rate in rates else "o"
         ax.scatter(x, y, color=colours(methods.index(p.method) % 10), marker=marker, s=70, edgecolor="black",
@@ -448,6 +460,9 @@ def write_report(sweep_dir: str | Path) -> Path:
         parts += ["## Does the cheap code-length signal track the general scores?", "", *agreement, ""]
     if scatters:
         parts += ["## Domain vs general", ""] + [f"![trade-off]({path.name})" for path in scatters] + [""]
+        parts += [f"Pareto front ({'accuracy' if kind == 'score' else 'code length'}): "
+                  + ", ".join(f"`{name}`" for name in pareto_names(sweep, kind)) + "." for kind in sweep.kinds()]
+        parts += [""]
     if curves:
         parts += ["## Training curves", "", f"![training curves]({curves.name})", ""]
     path = out / "report.md"
