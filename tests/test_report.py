@@ -4,6 +4,7 @@ Spearman's rho, the Pareto front is the non-dominated set, and the figures are w
 import json
 from itertools import product
 
+import numpy as np
 import pytest
 import yaml
 
@@ -55,15 +56,38 @@ def test_guidelines_state_the_measured_changes(sweep_dir):
     assert "**sft, learning rate**: at lr 2e-06 the general side changed -2.0 points (domain +20.0)" in lines
     # 2 SE of the sft difference: 2 * sqrt(.48 * .52 / 99 + .3 * .7 / 99) = 13.6 points < 18 points
     assert ("at lr 5e-05 it changed -20.0 (domain +50.0) (the general difference is beyond two standard errors, 13.6 "
-            "points): consistent with guideline 1") in lines
+            "points, unpaired): consistent with guideline 1") in lines
     # talr: 9 points apart, 2 SE = 14.1 points, so no verdict either way
     assert "it changed -10.0 (domain +40.0) (the general difference is within two standard errors, 14.1" in lines
     # at 5e-5 TALR kept 10 points more ifeval for 10 less domain gain; 2 SE of the difference at n = 100 is
     # 2 * sqrt(.4 * .6 / 99 + .3 * .7 / 99) = 13.5 points, so the report must not call it a difference
     assert ("**TALR vs SFT at lr 5e-05**: TALR kept +10.0 points more on the general side than SFT for +10.0 points "
-            "less domain gain (the general difference is within two standard errors, 13.5 points): no measurable "
-            "difference") in lines
+            "less domain gain (the general difference is within two standard errors, 13.5 points, unpaired): no "
+            "measurable difference") in lines
     assert "*Measured on general / domain code length" not in lines  # no domain code-length task: no bits verdicts
+
+
+def test_paired_stderr_uses_per_item_differences(sweep_dir):
+    """With samples files, the noise of a difference is the spread of per-item differences on the shared items."""
+    ifeval_a, ifeval_b = [1, 1, 0, 1, 0, 1], [1, 0, 0, 1, 0, 0]
+    bits_a, bits_b, tokens = [10.0, 20.0, 30.0], [11.0, 23.0, 30.5], [5, 10, 10]
+    for name, scores, bits in (("sft_lr2e-06_seed0", ifeval_a, bits_a), ("sft_lr5e-05_seed0", ifeval_b, bits_b)):
+        eval_dir = sweep_dir / "runs" / name / "eval"
+        (eval_dir / "samples_ifeval.jsonl").write_text("".join(
+            json.dumps({"doc_id": i, "scores": {"acc,none": float(v)}}) + "\n" for i, v in enumerate(scores)))
+        (eval_dir / "samples_codelength_alpaca.jsonl").write_text("".join(
+            json.dumps({"doc_id": i, "scores": {"bits": b, "n_tokens": n}}) + "\n"
+            for i, (b, n) in enumerate(zip(bits, tokens))))
+    sweep = report.load_sweep(sweep_dir)
+    a, b = (next(p for p in sweep.points if p.name == n) for n in ("sft_lr2e-06_seed0", "sft_lr5e-05_seed0"))
+    diff = np.array(ifeval_a, float) - np.array(ifeval_b, float)
+    assert report.paired_stderr(sweep, a, b, "general", "score") == pytest.approx(diff.std(ddof=1) / np.sqrt(6))
+    # code length: sum(d) / sum(n) with the delta-method error of a ratio of sums over items
+    d, n = np.array(bits_a) - np.array(bits_b), np.array(tokens, float)
+    ratio = d.sum() / n.sum()
+    expected = np.sqrt(((d - ratio * n) ** 2).sum() / (3 * 2)) / n.mean()
+    assert report.paired_stderr(sweep, a, b, "general", "bits") == pytest.approx(expected)
+    assert "paired over the same items" in "\n".join(report.guidelines(sweep))
 
 
 def test_signal_agreement_is_spearman_over_the_points(sweep_dir):

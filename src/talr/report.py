@@ -132,6 +132,51 @@ def load_sweep(root: str | Path) -> Sweep:
     return Sweep(root, domain, general, higher, names, base, points)
 
 
+def _item_scores(point: Point, task: str, metric: str) -> dict[str, tuple[float, float]] | None:
+    """Per item of a point's samples file: (value, tokens) — the metric's value (bits and token count for code
+    length, weight 1 otherwise); None when the file is missing."""
+    if point.run_dir is None:
+        return None
+    path = point.run_dir / "eval" / f"samples_{task}.jsonl"
+    if not path.is_file():
+        return None
+    items = {}
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        scores = row.get("scores") or {}
+        if "bits" in scores:
+            if scores["bits"] is not None:
+                items[str(row["doc_id"])] = (float(scores["bits"]), float(scores["n_tokens"]))
+        elif isinstance(scores.get(metric), (int, float)):
+            items[str(row["doc_id"])] = (float(scores[metric]), 1.0)
+    return items
+
+
+def paired_stderr(sweep: Sweep, a: Point, b: Point, side: str, kind: str) -> float | None:
+    """Standard error of the difference of one axis between two points evaluated on the same items: per task, the
+    per-item differences (code length: the difference of pooled bits per token, a ratio of sums with the shared
+    token counts) — much smaller than combining the two points' own errors, which ignores that they share items.
+    None where a samples file is missing (e.g. seed-averaged points)."""
+    from talr.analysis import ratio_of_sums_with_se
+
+    tasks = sweep.domain if side == "domain" else sweep.general
+    tasks = sweep.score_tasks(tasks) if kind == "score" else sweep.bits_tasks(tasks)
+    errors = []
+    for task in tasks:
+        metric = sweep.metric_names.get(task, "")
+        items_a, items_b = _item_scores(a, task, metric), _item_scores(b, task, metric)
+        if not items_a or not items_b:
+            return None
+        shared = sorted(set(items_a) & set(items_b))
+        if len(shared) < 2:
+            return None
+        diff = [items_a[k][0] - items_b[k][0] for k in shared]
+        weight = [items_a[k][1] for k in shared]
+        _, se = ratio_of_sums_with_se(diff, weight)
+        errors.append(se)
+    return math.sqrt(sum(e * e for e in errors)) / len(errors) if errors else None
+
+
 def _fmt(value: float | None, stderr: float | None = None, percent: bool = True) -> str:
     if value is None:
         return "—"
@@ -160,6 +205,7 @@ def _aggregate_seeds(sweep: Sweep, points: list[Point]) -> Point:
         if len(errors) == len(values):
             merged.stderrs[task] = math.sqrt(sum(e * e for e in errors)) / len(errors)
     merged.seed = len(points)  # number of seeds behind the mean
+    merged.run_dir = first.run_dir if len(points) == 1 else None  # its per-item samples, for paired errors
     return merged
 
 
@@ -323,6 +369,13 @@ def _plot_curves(sweep: Sweep, out: Path) -> Path | None:
     return path
 
 
+def _plot_probes(sweep: Sweep, out: Path) -> Path | None:
+    from talr.callbacks import PROBES_FILE, plot_probes
+
+    runs = {p.name: p.run_dir for p in sweep.points if p.run_dir and (p.run_dir / PROBES_FILE).is_file()}
+    return plot_probes(runs, out / "probes.png") if runs else None
+
+
 def guidelines(sweep: Sweep) -> list[str]:
     """The paper's two claims, stated as measured (including when the data contradicts them), on each axis kind."""
     lines = []
@@ -345,14 +398,18 @@ def guidelines(sweep: Sweep) -> list[str]:
             return None if value is None or ref is None else scale * (value - ref)
 
         def noise(a, b, difference):
-            """The clause on whether a general difference between two points exceeds two standard errors."""
-            se_a, se_b = sweep.axis_stderr(a, "general", kind), sweep.axis_stderr(b, "general", kind)
-            if se_a is None or se_b is None:
-                return "", False
-            two_se = 2 * scale * math.sqrt(se_a * se_a + se_b * se_b)
+            """The clause on whether a general difference between two points exceeds two standard errors: paired
+            over the shared items when both points' samples are there, else from the two points' own errors."""
+            se, how = paired_stderr(sweep, a, b, "general", kind), "paired over the same items"
+            if se is None:
+                se_a, se_b = sweep.axis_stderr(a, "general", kind), sweep.axis_stderr(b, "general", kind)
+                if se_a is None or se_b is None:
+                    return "", False
+                se, how = math.sqrt(se_a * se_a + se_b * se_b), "unpaired"
+            two_se = 2 * scale * se
             within = abs(difference) < two_se
             return (f" (the general difference is {'within' if within else 'beyond'} two standard errors, "
-                    f"{fmt.format(two_se).lstrip('+')} {unit})"), within
+                    f"{fmt.format(two_se).lstrip('+')} {unit}, {how})"), within
 
         for method in sorted({m for m, _ in groups}):
             rates = sorted(lr for m, lr in groups if m == method)
@@ -434,6 +491,7 @@ def write_report(sweep_dir: str | Path) -> Path:
     out = sweep.root
     scatters = [path for kind in sweep.kinds() if (path := _plot_scatter(sweep, out, kind)) is not None]
     curves = _plot_curves(sweep, out)
+    probes = _plot_probes(sweep, out)
     config = yaml.safe_load((out / "sweep.yaml").read_text())
     train = config.get("train", {})
     parts = [
@@ -465,6 +523,11 @@ def write_report(sweep_dir: str | Path) -> Path:
         parts += [""]
     if curves:
         parts += ["## Training curves", "", f"![training curves]({curves.name})", ""]
+    if probes:
+        parts += ["## Training-time probes", "",
+                  "Code length on the fixed general and held-out domain probe sets every `probes.every_n_steps`, and "
+                  "the TALR weight of the tokens that were hard (p < 0.2) at the start, per epoch: the paper's "
+                  "implicit curriculum (`talr.callbacks`).", "", f"![probes]({probes.name})", ""]
     path = out / "report.md"
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(parts) + "\n")
