@@ -88,6 +88,10 @@ def test_paired_stderr_uses_per_item_differences(sweep_dir):
     expected = np.sqrt(((d - ratio * n) ** 2).sum() / (3 * 2)) / n.mean()
     assert report.paired_stderr(sweep, a, b, "general", "bits") == pytest.approx(expected)
     assert "paired over the same items" in "\n".join(report.guidelines(sweep))
+    # two points with identical outcomes on every item: no difference, never "beyond two standard errors"
+    (sweep_dir / "runs" / "sft_lr5e-05_seed0" / "eval" / "samples_ifeval.jsonl").write_text(
+        (sweep_dir / "runs" / "sft_lr2e-06_seed0" / "eval" / "samples_ifeval.jsonl").read_text())
+    assert report.paired_stderr(report.load_sweep(sweep_dir), a, b, "general", "score") == 0.0
 
 
 def test_signal_agreement_is_spearman_over_the_points(sweep_dir):

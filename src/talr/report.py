@@ -407,7 +407,7 @@ def guidelines(sweep: Sweep) -> list[str]:
                     return "", False
                 se, how = math.sqrt(se_a * se_a + se_b * se_b), "unpaired"
             two_se = 2 * scale * se
-            within = abs(difference) < two_se
+            within = abs(difference) <= two_se  # a zero difference with zero spread is no difference
             return (f" (the general difference is {'within' if within else 'beyond'} two standard errors, "
                     f"{fmt.format(two_se).lstrip('+')} {unit}, {how})"), within
 
