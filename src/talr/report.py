@@ -302,10 +302,19 @@ def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     colours = plt.get_cmap("tab10")
     markers = ["o", "s", "^", "D", "v", "P", "X", "*"]
     fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    # Points at the same coordinates (common at small evaluation sizes) are drawn as concentric markers, the first
+    # largest, so every method stays visible without moving any point.
+    coincident: dict[tuple[float, float], int] = defaultdict(int)
+    for x, y in xy:
+        coincident[(round(x, 9), round(y, 9))] += 1
+    drawn: dict[tuple[float, float], int] = defaultdict(int)
     for p, (x, y) in zip(points, xy):
+        key = (round(x, 9), round(y, 9))
+        size = 70 + 90 * (coincident[key] - 1 - drawn[key])
+        drawn[key] += 1
         marker = markers[rates.index(p.learning_rate) % len(markers)] if p.learning_rate in rates else "o"
-        ax.scatter(x, y, color=colours(methods.index(p.method) % 10), marker=marker, s=70, edgecolor="black",
-                   linewidth=0.5, zorder=3)
+        ax.scatter(x, y, color=colours(methods.index(p.method) % 10), marker=marker, s=size, edgecolor="black",
+                   linewidth=0.5, zorder=3 + drawn[key] / 10)
     front = pareto_front(xy)
     ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], "--", color="grey", lw=1, zorder=2)
     base_xy = None
@@ -313,7 +322,7 @@ def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
         bx, by = sweep.axis(sweep.base, "domain", kind), sweep.axis(sweep.base, "general", kind)
         if bx is not None and by is not None:
             base_xy = (scale * bx, scale * by)
-            ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=4)
+            ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=2.5)  # under a point that did not move
     handles = [Line2D([], [], color=colours(i % 10), marker="o", ls="", label=m) for i, m in enumerate(methods)]
     handles += [Line2D([], [], color="black", marker=markers[i % len(markers)], ls="", mfc="white",
                        label=f"lr {r:g}") for i, r in enumerate(rates)]
