@@ -94,11 +94,16 @@ class _Head:
         return gw, gb
 
 
-def _logits_to_grad_(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor) -> None:
-    """Turn a chunk's float32 logits, in place, into ``d(sum_i coef_i * logp_i)/dlogits``, i.e.
+def _softmax_to_grad_(probs: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """Turn a chunk's float32 softmax, in place, into ``d(sum_i coef_i * logp_i)/dlogits``, i.e.
     ``coef * (onehot - softmax)``."""
-    logits.sub_(lse.unsqueeze(1)).exp_().mul_(-coef.unsqueeze(1))
-    logits.scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
+    return probs.mul_(-coef.unsqueeze(1)).scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
+
+
+def _logits_to_grad_(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor,
+                     coef: torch.Tensor) -> torch.Tensor:
+    """The same from a chunk's float32 logits and their log-sum-exps."""
+    return _softmax_to_grad_(logits.sub_(lse.unsqueeze(1)).exp_(), targets, coef)
 
 
 def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_softmax: list | None = None):
@@ -162,11 +167,9 @@ class _TokenLogProbs(torch.autograd.Function):
                 end = min(start + ctx.chunk_size, hidden.shape[0])
                 h, t, c = hidden[start:end], targets[start:end], grad_logp[start:end]
                 if cache is None:
-                    grad_logits = head.logits(h)
-                    _logits_to_grad_(grad_logits, lse[start:end], t, c)
+                    grad_logits = _logits_to_grad_(head.logits(h), lse[start:end], t, c)
                 else:
-                    grad_logits = cache[k].mul_(-c.unsqueeze(1)).scatter_add_(1, t.unsqueeze(1), c.unsqueeze(1))
-                    cache[k] = None
+                    grad_logits, cache[k] = _softmax_to_grad_(cache[k], t, c), None
                 head.add_grad(start, h, grad_logits)
                 del grad_logits
         return head.grad_h, *head.param_grads(weight, bias), None, None, None

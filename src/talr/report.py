@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from talr.data.rows import iter_jsonl
+
 
 @dataclass
 class Point:
@@ -141,8 +143,7 @@ def _item_scores(point: Point, task: str, metric: str) -> dict[str, tuple[float,
     if not path.is_file():
         return None
     items = {}
-    for line in path.read_text().splitlines():
-        row = json.loads(line)
+    for _, row in iter_jsonl(path):
         scores = row.get("scores") or {}
         if "bits" in scores:
             if scores["bits"] is not None:
@@ -322,7 +323,8 @@ def _plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
         bx, by = sweep.axis(sweep.base, "domain", kind), sweep.axis(sweep.base, "general", kind)
         if bx is not None and by is not None:
             base_xy = (scale * bx, scale * by)
-            ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=2.5)  # under a point that did not move
+            # beneath the points, so a run that did not move from the base stays visible
+            ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=2.5)
     handles = [Line2D([], [], color=colours(i % 10), marker="o", ls="", label=m) for i, m in enumerate(methods)]
     handles += [Line2D([], [], color="black", marker=markers[i % len(markers)], ls="", mfc="white",
                        label=f"lr {r:g}") for i, r in enumerate(rates)]
