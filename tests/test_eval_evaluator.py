@@ -1,6 +1,8 @@
+import copy
 import json
 
 import pytest
+import torch
 
 from talr.evaluation import registry
 from talr.evaluation.evaluator import evaluate, format_table, samples_path
@@ -109,6 +111,16 @@ def test_results_accumulate_across_runs_and_refuse_another_model(tmp_path, toy_r
     assert out["n-samples"]["toy_generate"] == {"original": 6, "effective": 2}
     with pytest.raises(ValueError, match="another --out folder"):
         evaluate(model, tok, ["toy_choices"], out_dir=tmp_path, progress=False, model_name="other")
+
+
+def test_resume_refuses_another_dtype(tmp_path, toy_registry, tok_model):
+    # greedy outputs of bf16 and fp32 weights can differ, so samples of the two must not mix in one results file
+    tok, model = tok_model
+    evaluate(model, tok, ["toy_choices"], out_dir=tmp_path, progress=False, model_name="m")
+    with pytest.raises(ValueError, match="computed in torch.float32, not torch.bfloat16"):
+        evaluate(copy.deepcopy(model).to(torch.bfloat16), tok, ["toy_generate"], out_dir=tmp_path, progress=False,
+                 model_name="m")
+    assert "toy_generate" not in json.loads((tmp_path / "results.json").read_text())["results"]
 
 
 def test_unknown_task_lists_known_ones(tmp_path, tok_model):

@@ -152,12 +152,18 @@ def evaluate(
         raise ValueError(
             f"{results_path} holds results of model {previous_model!r}, not {model_name!r}: use another --out folder"
         )
+    dtype = str(next(model.parameters()).dtype)
+    previous_dtype = payload.get("config", {}).get("dtype")
+    if previous_dtype is not None and previous_dtype != dtype:
+        raise ValueError(
+            f"{results_path} holds results computed in {previous_dtype}, not {dtype}: use another --out folder"
+        )
     for key in ("results", "configs", "versions", "n-shot", "higher_is_better", "n-samples", "task_timings"):
         payload.setdefault(key, {})
     payload["config"] = {
         "model": model_name,
         "model_class": type(model).__name__,
-        "dtype": str(next(model.parameters()).dtype),
+        "dtype": dtype,
         "device": str(next(model.parameters()).device),
         "batch_size": batch_size,
         "limit": limit,
