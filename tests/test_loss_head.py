@@ -127,6 +127,29 @@ def test_bf16_autocast_stays_within_documented_tolerance():
         assert rel_err(g, r64) <= 2 * rel_err(r, r64) + 1e-3
 
 
+def test_bf16_backward_uses_the_forward_compute_dtype():
+    """The Trainer runs backward outside autocast (accelerate applies it to the forward only): recomputed logits must
+    still be the forward's bf16 ones, else they disagree with the saved log-sum-exps, and the gradient matmuls run in
+    bf16 as lm_head's own backward would. So the recomputing and the softmax-keeping backward agree, and both stay
+    as close to the straightforward autocast path as the kept softmax does."""
+    h, w, _, labels = _inputs(hidden=64, vocab=301)
+
+    def forward_under_autocast(loss_fn):
+        def run():
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return loss_fn()
+        return run
+
+    ref_loss, ref_grads = _grads(forward_under_autocast(lambda: _reference(h, w, None, labels, "talr")), [h, w])
+    runs = [_grads(forward_under_autocast(lambda c=cache: losses.talr_loss(
+        *fused_token_logprobs(h, w, labels, chunk_size=8, cache_bytes=c))), [h, w]) for cache in (0, 2**30)]
+    (loss_recomputed, grads_recomputed), (loss_kept, grads_kept) = runs
+    assert loss_recomputed == loss_kept
+    for g, k, r in zip(grads_recomputed, grads_kept, ref_grads):
+        assert rel_err(g, k) <= 1e-6
+        assert rel_err(k, r) <= 1e-2
+
+
 def test_no_grad_forward_matches_and_nonfinite_logits_raise():
     h, w, _, labels = _inputs()
     with torch.no_grad():

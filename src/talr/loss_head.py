@@ -61,8 +61,8 @@ def _compute_dtype(hidden: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
 class _Head:
     """The projection cast once to the compute dtype, and chunk-by-chunk gradient accumulation."""
 
-    def __init__(self, hidden, weight, bias, need_h=False, need_w=False, need_b=False):
-        self.dtype = _compute_dtype(hidden, weight)
+    def __init__(self, hidden, weight, bias, need_h=False, need_w=False, need_b=False, dtype=None):
+        self.dtype = dtype or _compute_dtype(hidden, weight)
         self.w = weight.to(self.dtype)
         self.b = None if bias is None else bias.to(self.dtype)
         self.grad_h = torch.empty(hidden.shape, dtype=hidden.dtype, device=hidden.device) if need_h else None
@@ -147,9 +147,12 @@ class _TokenLogProbs(torch.autograd.Function):
             ctx.save_for_backward(head.grad_h)
         else:
             cache = [] if hidden.shape[0] * weight.shape[0] * 4 <= cache_bytes else None
-            logp, lse = _forward_chunks(_Head(hidden, weight, bias), hidden, targets, chunk_size, keep_softmax=cache)
+            head = _Head(hidden, weight, bias)
+            logp, lse = _forward_chunks(head, hidden, targets, chunk_size, keep_softmax=cache)
             ctx.save_for_backward(hidden, weight, bias, targets, lse)
-            ctx.chunk_size, ctx.softmax = chunk_size, cache
+            # Autocast is off during backward: the forward's compute dtype is kept so that recomputed logits match
+            # the saved log-sum-exps and the gradient matmuls run in the dtype lm_head's own backward would use.
+            ctx.chunk_size, ctx.softmax, ctx.compute_dtype = chunk_size, cache, head.dtype
         return logp
 
     @staticmethod
@@ -159,7 +162,7 @@ class _TokenLogProbs(torch.autograd.Function):
             return (grad_logp.float().unsqueeze(1) * dlogp_dh).to(dlogp_dh.dtype), None, None, None, None, None
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        head = _Head(hidden, weight, bias, need_h, need_w, need_b)
+        head = _Head(hidden, weight, bias, need_h, need_w, need_b, dtype=ctx.compute_dtype)
         grad_logp = grad_logp.float()
         cache, ctx.softmax = ctx.softmax, None  # turned into gradients in place; a second backward recomputes
         with torch.autocast(hidden.device.type, enabled=False):
