@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -173,7 +174,7 @@ def main(argv=None) -> None:
     from tqdm import tqdm
 
     print(f"Machine: {machine()}")
-    print(f"Command: PYTHONPATH=src python benchmarks/loss_head.py {' '.join(argv or sys.argv[1:])}")
+    print(f"Command: PYTHONPATH=src python benchmarks/loss_head.py {shlex.join(argv or sys.argv[1:])}")
     from talr.loss_head import DEFAULT_CHUNK_BYTES
 
     print(f"Chunked head: default chunks of {DEFAULT_CHUNK_BYTES // 2**20} MiB of float32 logits")

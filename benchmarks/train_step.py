@@ -18,6 +18,7 @@ import json
 import os
 import random
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -116,7 +117,7 @@ def main(argv=None) -> None:
     from tqdm import tqdm
 
     print(f"Machine: {machine()}")
-    print(f"Command: PYTHONPATH=src python benchmarks/train_step.py {' '.join(argv or sys.argv[1:])}")
+    print(f"Command: PYTHONPATH=src python benchmarks/train_step.py {shlex.join(argv or sys.argv[1:])}")
     print(f"Settings: {args.model}, 4 sequences x {args.max_length} tokens per optimizer step, autocast "
           f"{args.autocast}, AdamW, {args.threads} thread(s), median of {args.steps} steps after one untimed\n")
     results = {}

@@ -39,8 +39,8 @@ logger = logging.getLogger(__name__)
 # multiple of this (the logits, their gradient in the compute dtype) plus the float32 projection gradient. Larger
 # chunks are ~10% faster on CPU (1024 vs 341 tokens at 49k) but 4x the memory; see docs/performance.md.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
-# The two-phase head keeps the float32 softmax of every chunk between forward and backward when all of it fits this
-# budget (then its backward needs no logit recomputation: plain cross-entropy's cost) and recomputes it otherwise
+# The two-phase head keeps every chunk's float32 softmax (unnormalised) between forward and backward when it fits
+# this budget (then its backward needs no logit recomputation: plain cross-entropy's cost) and recomputes it otherwise
 # (one more [tokens, vocab] matmul, bounded memory). 256 MiB holds 1,365 tokens at a 49k vocabulary (e.g. 4 x 256
 # supervised tokens) and 441 at 152k; 0 always recomputes. See docs/performance.md.
 DEFAULT_CACHE_BYTES = 256 * 2**20
@@ -94,21 +94,19 @@ class _Head:
         return gw, gb
 
 
-def _softmax_to_grad_(probs: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
-    """Turn a chunk's float32 softmax, in place, into ``d(sum_i coef_i * logp_i)/dlogits``, i.e.
-    ``coef * (onehot - softmax)``."""
-    return probs.mul_(-coef.unsqueeze(1)).scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
+def _exps_to_grad_(exps: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor,
+                   sums: torch.Tensor | None = None) -> torch.Tensor:
+    """Turn a chunk's float32 ``exps`` (row-shifted exponentials of its logits, ``sums`` their row sums; ``sums``
+    None when ``exps`` is already the softmax), in place, into ``d(sum_i coef_i * logp_i)/dlogits``, i.e.
+    ``coef * (onehot - softmax)``: one pass over the chunk, the normalisation folded into the scale."""
+    scale = coef if sums is None else coef / sums
+    return exps.mul_(-scale.unsqueeze(1)).scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
 
 
-def _logits_to_grad_(logits: torch.Tensor, lse: torch.Tensor, targets: torch.Tensor,
-                     coef: torch.Tensor) -> torch.Tensor:
-    """The same from a chunk's float32 logits and their log-sum-exps."""
-    return _softmax_to_grad_(logits.sub_(lse.unsqueeze(1)).exp_(), targets, coef)
-
-
-def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_softmax: list | None = None):
+def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_exps: list | None = None):
     """Token log-probabilities and log-sum-exps; with ``coef``, also the gradients of ``sum_i coef_i * logp_i``;
-    with ``keep_softmax`` (a list, ``coef`` unset), each chunk's float32 softmax is appended to it."""
+    with ``keep_exps`` (a list, ``coef`` unset), each chunk's float32 ``(exps, sums)`` (see :func:`_exps_to_grad_`)
+    is appended to it: the softmax without its normalising pass, which the backward folds into its own."""
     n = hidden.shape[0]
     logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
     lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
@@ -125,11 +123,9 @@ def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_so
             lse[start:end] = chunk_lse = row_max.squeeze(1) + sums.log()
             logp[start:end] = target_logits - chunk_lse
             if coef is not None:
-                c = coef[start:end]
-                exps.mul_((-c / sums).unsqueeze(1)).scatter_add_(1, t.unsqueeze(1), c.unsqueeze(1))
-                head.add_grad(start, h, exps)
-            elif keep_softmax is not None:
-                keep_softmax.append(exps.div_(sums.unsqueeze(1)))
+                head.add_grad(start, h, _exps_to_grad_(exps, t, coef[start:end], sums))
+            elif keep_exps is not None:
+                keep_exps.append((exps, sums))
             del logits, exps
     return logp, lse
 
@@ -148,11 +144,11 @@ class _TokenLogProbs(torch.autograd.Function):
         else:
             cache = [] if hidden.shape[0] * weight.shape[0] * 4 <= cache_bytes else None
             head = _Head(hidden, weight, bias)
-            logp, lse = _forward_chunks(head, hidden, targets, chunk_size, keep_softmax=cache)
+            logp, lse = _forward_chunks(head, hidden, targets, chunk_size, keep_exps=cache)
             ctx.save_for_backward(hidden, weight, bias, targets, lse)
             # Autocast is off during backward: the forward's compute dtype is kept so that recomputed logits match
             # the saved log-sum-exps and the gradient matmuls run in the dtype lm_head's own backward would use.
-            ctx.chunk_size, ctx.softmax, ctx.compute_dtype = chunk_size, cache, head.dtype
+            ctx.chunk_size, ctx.exps, ctx.compute_dtype = chunk_size, cache, head.dtype
         return logp
 
     @staticmethod
@@ -164,15 +160,16 @@ class _TokenLogProbs(torch.autograd.Function):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         head = _Head(hidden, weight, bias, need_h, need_w, need_b, dtype=ctx.compute_dtype)
         grad_logp = grad_logp.float()
-        cache, ctx.softmax = ctx.softmax, None  # turned into gradients in place; a second backward recomputes
+        cache, ctx.exps = ctx.exps, None  # turned into gradients in place; a second backward recomputes
         with torch.autocast(hidden.device.type, enabled=False):
             for k, start in enumerate(range(0, hidden.shape[0], ctx.chunk_size)):
                 end = min(start + ctx.chunk_size, hidden.shape[0])
                 h, t, c = hidden[start:end], targets[start:end], grad_logp[start:end]
                 if cache is None:
-                    grad_logits = _logits_to_grad_(head.logits(h), lse[start:end], t, c)
+                    grad_logits = _exps_to_grad_(head.logits(h).sub_(lse[start:end].unsqueeze(1)).exp_(), t, c)
                 else:
-                    grad_logits, cache[k] = _softmax_to_grad_(cache[k], t, c), None
+                    (exps, sums), cache[k] = cache[k], None
+                    grad_logits = _exps_to_grad_(exps, t, c, sums)
                 head.add_grad(start, h, grad_logits)
                 del grad_logits
         return head.grad_h, *head.param_grads(weight, bias), None, None, None
