@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -30,12 +31,26 @@ def tok_model(tiny_model_dir):
     return tok, model.eval()
 
 
-def test_batched_generation_equals_one_prompt_at_a_time(tok_model):
+@pytest.fixture(scope="module")
+def tok_varied_model(tok_model):
+    """The tiny model's init repeats one token whatever the prompt; larger random weights give varied rows."""
     tok, model = tok_model
+    model = copy.deepcopy(model)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() > 1:
+                p.normal_(std=0.5)
+    return tok, model
+
+
+def test_batched_generation_equals_one_prompt_at_a_time(tok_varied_model):
+    tok, model = tok_varied_model
     texts = [chat_prompt(tok, m) for m in PROMPTS]
     batched = generate(model, tok, texts, max_new_tokens=12, batch_size=4)
     single = [generate(model, tok, [t], max_new_tokens=12, batch_size=1)[0] for t in texts]
     assert batched == single
+    assert len(set(single)) == len(single)  # the rows really differ
     # And against plain transformers greedy decoding with no padding at all.
     for text, out in zip(texts, single):
         ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
@@ -67,6 +82,31 @@ def test_stop_strings_truncate_and_end_the_batch_early(tok_model):
         assert o == truncate_at_stop(f, stops)
         assert len(o) < len(f)
     assert len(calls) < 30  # one forward per new token: the batch ended before max_new_tokens
+
+
+def test_finished_rows_leave_the_batch(tok_varied_model):
+    tok, model = tok_varied_model
+    texts = [chat_prompt(tok, m) for m in PROMPTS]
+    free = generate(model, tok, texts, max_new_tokens=30, batch_size=8)
+    stops = [free[0][3], free[2][10]]  # rows end at different steps
+
+    def forward_batch_sizes(prompts):
+        sizes = []
+        hook = model.register_forward_hook(lambda module, args, kwargs, out: sizes.append(kwargs["input_ids"].shape[0]),
+                                           with_kwargs=True)
+        try:
+            outputs = generate(model, tok, prompts, max_new_tokens=30, batch_size=8, stop=stops)
+        finally:
+            hook.remove()
+        return outputs, sizes
+
+    batched, sizes = forward_batch_sizes(texts)
+    singles = [forward_batch_sizes([t]) for t in texts]
+    assert batched == [out[0] for out, _ in singles]
+    # forward j of the batch runs exactly the rows that, alone, needed more than j forwards
+    lengths = [len(s) for _, s in singles]
+    assert sizes == [sum(n > j for n in lengths) for j in range(max(lengths))]
+    assert len(set(lengths)) > 1 and sizes[-1] < sizes[0]
 
 
 def test_truncate_at_stop_uses_earliest_match():
