@@ -45,3 +45,14 @@ def test_default_out_dir_for_a_run_directory(tmp_path):
     (tmp_path / "model").mkdir()
     assert cli.default_out_dir(str(tmp_path)) == tmp_path / "eval"
     assert str(cli.default_out_dir("HuggingFaceTB/SmolLM2-135M")) == "eval_results/HuggingFaceTB_SmolLM2-135M"
+
+
+@pytest.mark.skipif(not (data_dir() / "boolq").is_dir(), reason="shared benchmark data not present")
+def test_dtype_is_recorded_and_a_resume_in_another_dtype_is_refused(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "out"
+    args = ["--model", str(tiny_model_dir), "--tasks", "boolq", "--limit", "2", "--out", str(out)]
+    assert _run([*args, "--dtype", "bfloat16"]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["dtype"] == "torch.bfloat16"
+    capsys.readouterr()
+    assert _run(args) == 2  # float32 by default
+    assert "computed in torch.bfloat16, not torch.float32" in capsys.readouterr().err
