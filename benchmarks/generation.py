@@ -86,5 +86,6 @@ def main() -> None:
               f"{single_decode / decode_s:.1f}x |")
     print(f"outputs differing between the two: {differ} of {len(prompts)}")
 
+
 if __name__ == "__main__":
     main()

@@ -140,7 +140,7 @@ def test_bf16_backward_uses_the_forward_compute_dtype():
                 return loss_fn()
         return run
 
-    ref_loss, ref_grads = _grads(forward_under_autocast(lambda: _reference(h, w, None, labels, "talr")), [h, w])
+    _, ref_grads = _grads(forward_under_autocast(lambda: _reference(h, w, None, labels, "talr")), [h, w])
     runs = [_grads(forward_under_autocast(lambda c=cache: losses.talr_loss(
         *fused_token_logprobs(h, w, labels, chunk_size=8, cache_bytes=c))), [h, w]) for cache in (0, 2**30)]
     (loss_recomputed, grads_recomputed), (loss_kept, grads_kept) = runs

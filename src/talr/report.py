@@ -536,9 +536,9 @@ def write_report(sweep_dir: str | Path) -> Path:
         parts += ["## Training curves", "", f"![training curves]({curves.name})", ""]
     if probes:
         parts += ["## Training-time probes", "",
-                  "Code length on the fixed general and held-out domain probe sets every `probes.every_n_steps`, and "
-                  "the TALR weight of the tokens that were hard (p < 0.2) at the start, per epoch: the paper's "
-                  "implicit curriculum (`talr.callbacks`).", "", f"![probes]({probes.name})", ""]
+                  ("Code length on the fixed general and held-out domain probe sets every `probes.every_n_steps`, and "
+                   "the TALR weight of the tokens that were hard (p < 0.2) at the start, per epoch: the paper's "
+                   "implicit curriculum (`talr.callbacks`)."), "", f"![probes]({probes.name})", ""]
     path = out / "report.md"
     tmp = path.with_suffix(".tmp")
     tmp.write_text("\n".join(parts) + "\n")
