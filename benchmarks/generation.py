@@ -1,7 +1,7 @@
 """Batched greedy generation (talr.evaluation.generation.generate) vs one prompt at a time with model.generate.
 
     PYTHONPATH=src python benchmarks/generation.py [--model smollm2-135m-instruct] [--prompts 16] [--batch-size 16]
-        [--max-new-tokens N] [--dtype float32|bfloat16] [--threads 2]
+        [--max-new-tokens N] [--dtype auto|float32|bfloat16] [--threads 2]
 
 Prompts are GSM8K test questions in the gsm8k task's chat format; max_new_tokens defaults to that task's own budget
 (256). Both paths decode greedily with the same weights (``--dtype``), max_new_tokens and EOS, and no stop strings;
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=None, help="default: the gsm8k task's budget")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -38,7 +38,10 @@ def main() -> None:
     from talr.models import load_model
     from talr.paths import data_dir
 
-    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
+    from talr.precision import hardware, resolve_eval_dtype
+
+    dtype = resolve_eval_dtype(args.dtype)
+    model, tokenizer = load_model(args.model, dtype=dtype)
     model.eval()
     task = get_task("gsm8k")
     if args.max_new_tokens is None:
@@ -75,7 +78,8 @@ def main() -> None:
     single_decode = loop_total - loop_prefill
     differ = sum(a != b for a, b in zip(single_out, batched_out))
     print(f"model {args.model}, {len(prompts)} GSM8K prompts, max_new_tokens {args.max_new_tokens}, "
-          f"{args.dtype} weights, torch threads {args.threads}")
+          f"{str(dtype).removeprefix('torch.')} weights (--dtype {args.dtype}), torch threads {args.threads}; "
+          f"{hardware().describe()}")
     print("| method | batch | prefill s (max_new_tokens 1) | total s | new tokens | new tokens/s | speed-up | "
           "decode s (total - prefill) | decode tokens/s | decode speed-up |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")

@@ -147,9 +147,15 @@ def machine() -> str:
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
+    from talr.precision import hardware
+
     load = os.getloadavg()
-    return (f"{cpu}, {os.cpu_count()} cores, Linux {platform.release()}; Python {platform.python_version()}, "
-            f"torch {torch.__version__}, transformers {transformers.__version__}; no GPU; "
+    hw = hardware()
+    gpu = hw.device_name if hw.device == "cuda" else "no GPU"
+    return (f"{cpu}, {os.cpu_count()} cores, CPU capability {hw.cpu_capability} "
+            f"({'native bf16' if hw.native_bf16 else 'no native bf16'} on the compute device), "
+            f"Linux {platform.release()}; Python {platform.python_version()}, "
+            f"torch {torch.__version__}, transformers {transformers.__version__}; {gpu}; "
             f"load average at start {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1/5/15 min)")
 
 

@@ -105,7 +105,8 @@ def main(argv=None) -> None:
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps (after one untimed)")
     parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--autocast", default="bf16", choices=["bf16", "none"])
+    parser.add_argument("--autocast", default="auto", choices=["auto", "bf16", "none"],
+                        help="auto: bf16 where the hardware computes it natively, float32 elsewhere (talr.precision)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
     parser.add_argument("--worker", help=argparse.SUPPRESS)

@@ -2,6 +2,7 @@ import argparse
 import json
 
 import pytest
+import torch
 
 from talr.evaluation import cli
 from talr.paths import data_dir
@@ -52,7 +53,10 @@ def test_dtype_is_recorded_and_a_resume_in_another_dtype_is_refused(tmp_path, ti
     out = tmp_path / "out"
     args = ["--model", str(tiny_model_dir), "--tasks", "boolq", "--limit", "2", "--out", str(out)]
     assert _run([*args, "--dtype", "bfloat16"]) == 0
-    assert json.loads((out / "results.json").read_text())["config"]["dtype"] == "torch.bfloat16"
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["dtype"] == "torch.bfloat16"
+    assert config["precision"] == {"requested": "bfloat16", "resolved": "bfloat16"}
+    assert config["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     capsys.readouterr()
-    assert _run(args) == 2  # float32 by default
+    assert _run([*args, "--dtype", "float32"]) == 2
     assert "computed in torch.bfloat16, not torch.float32" in capsys.readouterr().err

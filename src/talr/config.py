@@ -109,8 +109,10 @@ class TrainingConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     logging_steps: int = 5
-    # bf16 autocast over float32 master weights: ~1.5x faster on CPU, and pure bf16 weights barely learn at small lr.
-    autocast: Literal["bf16", "fp16", "none"] = "bf16"
+    # Mixed precision over float32 master weights (pure bf16 weights barely learn at small lr). "auto": bf16 where the
+    # hardware computes it natively (CUDA since Ampere, CPUs with AVX512-BF16/AMX), float32 elsewhere: on an AVX2 CPU
+    # a bf16 matmul is ~50x slower than float32 (talr.precision).
+    autocast: Literal["auto", "bf16", "fp16", "none"] = "auto"
     save_model: bool = True
     torch_threads: int | None = None
     # "fused": chunked LM head that never materialises [tokens, vocab] logits (falls back to "reference" for heads it

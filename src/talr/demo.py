@@ -62,11 +62,12 @@ def write_general_answers(root: Path, model_spec: str, size: DemoSize) -> Path:
     from talr.data.general_probes import general_prompt_rows
     from talr.evaluation.generation import chat_prompt, generate
     from talr.models import load_model
+    from talr.precision import resolve_eval_dtype
 
     path = root / GENERAL_ANSWERS_FILE
     if path.is_file():
         return path
-    model, tokenizer = load_model(model_spec)
+    model, tokenizer = load_model(model_spec, dtype=resolve_eval_dtype("auto"))
     rows = general_prompt_rows()[: size.general_prompts]
     messages = [[{"role": "user", "content": row["prompt"]}] for row in rows]
     answers = generate(model, tokenizer, [chat_prompt(tokenizer, m) for m in messages],

@@ -71,9 +71,15 @@ def check_finite(logp: torch.Tensor, mask: torch.Tensor) -> None:
         )
 
 
-def _require_tokens(mask: torch.Tensor) -> int:
-    count = int(mask.sum())
-    if count == 0:
+def _require_tokens(mask: torch.Tensor) -> torch.Tensor:
+    """The number of supervised tokens, as a tensor on ``mask``'s device.
+
+    An empty batch is an error where checking is free (CPU). On an accelerator the check would cost a host-device sync
+    per micro-batch, so it is skipped there: talr's data pipeline drops examples with no supervised token, and an empty
+    batch would show as a non-finite loss.
+    """
+    count = mask.sum()
+    if mask.device.type == "cpu" and int(count) == 0:
         raise ValueError(
             "The batch has no supervised token (every label is -100). talr's data pipeline drops such examples; "
             "a batch made only of them means the data or the collator is wrong."
@@ -87,10 +93,15 @@ def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return -(logp * mask).sum() / count
 
 
-def _median(values: torch.Tensor) -> torch.Tensor:
-    ordered = values.sort().values
-    n = ordered.numel()
-    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+def _masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Median of ``values`` where ``mask`` holds, without a host sync (no boolean indexing, no Python count): the
+    unmasked entries sort last as +inf and the middle positions are gathered by a device-side index."""
+    flat = values.reshape(-1)
+    keep = mask.reshape(-1)
+    ordered = flat.masked_fill(~keep, float("inf")).sort().values
+    count = keep.sum()
+    middle = torch.stack([(count - 1).clamp_min(0) // 2, count // 2]).clamp_max(flat.numel() - 1)
+    return ordered.gather(0, middle).mean()
 
 
 def talr_tau(
@@ -105,12 +116,11 @@ def talr_tau(
     _require_tokens(mask)
     losses = -logp.detach().float()
     if tau_scope == "token":
-        median = _median(losses[mask])
+        median = _masked_median(losses, mask)
     elif tau_scope == "sequence":
         counts = mask.sum(dim=-1)
-        has_tokens = counts > 0
-        per_sequence = (losses * mask).sum(dim=-1)[has_tokens] / counts[has_tokens]
-        median = _median(per_sequence)
+        per_sequence = (losses * mask).sum(dim=-1) / counts.clamp_min(1)
+        median = _masked_median(per_sequence, counts > 0)
     else:
         raise ValueError(f"tau_scope must be 'token' or 'sequence', got {tau_scope!r}")
     return median.clamp_min(tau_min)
@@ -129,14 +139,14 @@ def talr_weights(
         raise ValueError(f"w_min must be >= 0, got {w_min}")
     count = _require_tokens(mask)
     temperature = talr_tau(logp, mask, tau, tau_scope, tau_min)
-    supervised = logp.detach().float()[mask]
-    weights = torch.softmax(supervised / temperature, dim=0)  # softmax(-l / tau) with l = -logp
+    # softmax(-l / tau) with l = -logp over the supervised tokens; masked ops rather than boolean indexing, which
+    # would sync the host with an accelerator on every micro-batch
+    scores = (logp.detach().float() / temperature).masked_fill(~mask, float("-inf"))
+    weights = torch.softmax(scores.reshape(-1), dim=0).view_as(scores)
     if w_min > 0:
-        weights = weights.clamp_min(w_min / count)
+        weights = torch.where(mask, weights.clamp_min(w_min / count), 0.0)
         weights = weights / weights.sum()
-    out = torch.zeros_like(logp, dtype=torch.float32)
-    out[mask] = weights
-    return out.to(logp.dtype)
+    return weights.to(logp.dtype)
 
 
 def weighted_nll(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -164,10 +174,11 @@ def dft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return weighted_nll(logp, dft_weights(logp, mask)) / count
 
 
-def effective_sample_fraction(weights: torch.Tensor, mask: torch.Tensor) -> float:
+def effective_sample_fraction(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Effective sample size of the weights as a fraction of the token count: ``1 / (N * sum_i w_i^2)`` with ``w``
-    normalised to the simplex; 1 for uniform weights, 1/N when one token takes all the weight."""
+    normalised to the simplex; 1 for uniform weights, 1/N when one token takes all the weight. A 0-d tensor on the
+    weights' device (no host sync)."""
     count = _require_tokens(mask)
-    w = weights.detach().float()[mask]
+    w = weights.detach().float() * mask
     w = w / w.sum()
-    return float(1.0 / (count * (w * w).sum()))
+    return 1.0 / (count * (w * w).sum())

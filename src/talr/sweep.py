@@ -22,6 +22,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import yaml
 
@@ -46,6 +47,9 @@ class EvalConfig:
     batch_size: int = 16
     data_dir: str | None = None
     max_new_tokens: int | None = None  # cap on every generation task's budget (CPU-sized sweeps)
+    # weight dtype of every evaluation: auto = bfloat16 where the hardware computes it natively, float32 elsewhere
+    # (talr.precision); every point of a sweep is evaluated in the same dtype
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
 
 
 @dataclass
@@ -178,11 +182,14 @@ def _evaluate(model_spec: str | Path, eval_dir: Path, sweep: SweepConfig) -> Non
         return
     from talr.evaluation.evaluator import evaluate
     from talr.models import load_model
+    from talr.precision import resolve_eval_dtype
 
-    model, tokenizer = load_model(model_spec, trust_remote_code=bool(sweep.train.get("trust_remote_code", False)))
+    model, tokenizer = load_model(model_spec, dtype=resolve_eval_dtype(sweep.eval.dtype),
+                                  trust_remote_code=bool(sweep.train.get("trust_remote_code", False)))
     evaluate(
         model, tokenizer, sweep.tasks, out_dir=eval_dir, limit=sweep.eval.limit, batch_size=sweep.eval.batch_size,
         model_name=str(model_spec), data_dir=sweep.eval.data_dir, max_new_tokens=sweep.eval.max_new_tokens,
+        dtype_requested=sweep.eval.dtype,
     )
 
 
@@ -212,6 +219,10 @@ def run_sweep(sweep: SweepConfig) -> Path:
     (root / "sweep.yaml").write_text(yaml.safe_dump({**dataclasses.asdict(sweep), "train": sweep.train},
                                                     sort_keys=False))
     base_model = points[0].config.model
+    from talr.precision import autocast_name, log_startup, resolve_autocast, resolve_eval_dtype
+
+    log_startup("sweep", f"training {autocast_name(resolve_autocast(points[0].config.training.autocast))}, "
+                f"evaluation {str(resolve_eval_dtype(sweep.eval.dtype)).removeprefix('torch.')}")
     logger.info("Sweep %s: %d grid points, tasks %s", sweep.name, len(points), ", ".join(sweep.tasks))
     _evaluate(base_model, root / "base" / "eval", sweep)
     for number, point in enumerate(points, start=1):

@@ -33,6 +33,7 @@ from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
 from talr.models import load_model
+from talr.precision import autocast_name, log_startup, precision_record, resolve_autocast
 from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights, weighting_scope
 
 logger = logging.getLogger(__name__)
@@ -169,7 +170,7 @@ class _StepStats:
         self._add("input_tokens", attention_mask.sum() if attention_mask is not None else torch.tensor(logp.numel()))
         tau = losses.talr_tau(logp, mask, config.talr.tau, config.talr.tau_scope, config.talr.tau_min)
         self._add("tau", tau)
-        self._add("ess", torch.tensor(losses.effective_sample_fraction(weights, mask)))
+        self._add("ess", losses.effective_sample_fraction(weights, mask))
         self.batches += 1
 
     def flush(self) -> dict[str, float]:
@@ -232,6 +233,7 @@ def _peak_rss_mib() -> float:
 def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     t = config.training
     use_cuda = torch.cuda.is_available()
+    autocast = resolve_autocast(t.autocast)
     return TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         learning_rate=t.learning_rate,
@@ -249,8 +251,8 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
         report_to="none",
         seed=config.seed,
         data_seed=config.seed,
-        bf16=t.autocast == "bf16",
-        fp16=t.autocast == "fp16",
+        bf16=autocast == "bf16",
+        fp16=autocast == "fp16",
         use_cpu=not use_cuda,
         remove_unused_columns=False,
         dataloader_num_workers=0,
@@ -276,6 +278,8 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
     set_seed(config.seed)
+    autocast = resolve_autocast(config.training.autocast)
+    log_startup("train", autocast_name(autocast))
 
     model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
     examples, source = load_train_examples(config.data.train, seed=config.seed)
@@ -321,6 +325,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
             "seed": config.seed,
             "git": _git_hash(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)",
+            **precision_record(config.training.autocast, autocast),
             "torch_threads": torch.get_num_threads(),
             "wall_time_s": round(time.time() - started, 2),
             "train_runtime_s": result.metrics.get("train_runtime"),

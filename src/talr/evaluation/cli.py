@@ -20,10 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default: <run dir>/eval for a run directory, else eval_results/<model>); "
                              "rerunning into it resumes")
     parser.add_argument("--batch-size", "-b", type=int, default=16, help="prompts per forward pass (default 16)")
-    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                        help="weight dtype for evaluation (default float32). bfloat16 is what lm-eval's dtype=auto "
-                             "loads for checkpoints stored in bf16 (SmolLM2 is) and runs ~1.5-2x faster on CPUs with "
-                             "bf16 instructions; greedy outputs can differ from float32 at near-ties")
+    parser.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
+                        help="weight dtype for evaluation. auto (default): bfloat16 where the hardware computes it "
+                             "natively (CUDA since Ampere, CPUs with AVX512-BF16/AMX), float32 elsewhere (an AVX2 "
+                             "CPU runs bf16 matmuls ~50x slower). Greedy outputs can differ between the two at "
+                             "near-ties, so compare models evaluated in the same dtype")
     parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: TALR_DATA_DIR or ../shared/data)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="cap every generation task's token budget (default: each benchmark's own)")
@@ -64,16 +65,18 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"talr eval: error: {e}", file=sys.stderr)
         return 2
-    import torch
-
     from talr.models import load_model
 
-    model, tokenizer = load_model(args.model, dtype=getattr(torch, args.dtype))
+    from talr.precision import log_startup, resolve_eval_dtype
+
+    dtype = resolve_eval_dtype(args.dtype)
+    log_startup("eval", str(dtype).removeprefix("torch."))
+    model, tokenizer = load_model(args.model, dtype=dtype)
     out_dir = Path(args.out) if args.out else default_out_dir(args.model)
     try:
         results = evaluate(model, tokenizer, names, out_dir=out_dir, limit=args.limit, batch_size=args.batch_size,
                            max_new_tokens=args.max_new_tokens,
-                           model_name=str(args.model), data_dir=args.data_dir)
+                           model_name=str(args.model), data_dir=args.data_dir, dtype_requested=args.dtype)
     except (ValueError, FileNotFoundError) as e:
         print(f"talr eval: error: {e}", file=sys.stderr)
         return 2

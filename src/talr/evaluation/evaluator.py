@@ -26,6 +26,7 @@ from talr.evaluation.registry import get_task
 from talr.evaluation.results import SampleLog, atomic_write_json, read_json
 from talr.evaluation.task import Choices, Generate, Response, Scored, Task
 from talr.paths import data_dir as default_data_dir
+from talr.precision import precision_record
 
 RESULTS_FILE = "results.json"
 
@@ -129,12 +130,14 @@ def evaluate(
     data_dir: str | Path | None = None,
     progress: bool = True,
     max_new_tokens: int | None = None,
+    dtype_requested: str | None = None,
 ) -> dict:
     """Evaluate ``tasks`` (registry names), writing samples and results.json under ``out_dir``; returns the results.
 
     ``limit`` evaluates a seeded random subset of that many items per task (see ``task.seeded_subset``).
     ``max_new_tokens`` caps every generation task's budget (the benchmarks' own budgets, e.g. IFEval's 1,280 tokens,
     are slow on a CPU); a capped run is not comparable to published numbers, and results.json records the cap.
+    ``dtype_requested`` (e.g. ``auto``) is recorded beside the model's actual dtype and the hardware facts.
     """
     task_objs = [get_task(name) for name in tasks]  # unknown names fail before any work
     if max_new_tokens is not None:
@@ -165,6 +168,8 @@ def evaluate(
         "model_class": type(model).__name__,
         "dtype": dtype,
         "device": str(next(model.parameters()).device),
+        # what hardware produced the timings below, and the dtype asked for (e.g. auto) beside the one used
+        **precision_record(dtype_requested or dtype.removeprefix("torch."), dtype.removeprefix("torch.")),
         "batch_size": batch_size,
         "limit": limit,
         "max_new_tokens_cap": max_new_tokens,

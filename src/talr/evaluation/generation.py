@@ -7,6 +7,7 @@ does not depend on which other prompts share its batch (tests check batched == o
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 
@@ -108,6 +109,12 @@ class _StopCheck:
         return any(s in tail for s in self.stop)
 
 
+def _cache_argument(model) -> str:
+    """The forward's name for the KV cache: ``cache`` since transformers 5.2x (``past_key_values`` then warns that it
+    is deprecated on every generation), ``past_key_values`` before."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _greedy_batch(model, input_ids, attention_mask, position_ids, max_new_tokens: int, done: _StopCheck):
     """Greedy new tokens of each left-padded row, with a KV cache; a row leaves the batch once it is done.
 
@@ -118,9 +125,9 @@ def _greedy_batch(model, input_ids, attention_mask, position_ids, max_new_tokens
     """
     rows: list[list[int]] = [[] for _ in range(input_ids.shape[0])]
     active = list(range(input_ids.shape[0]))
-    cache = DynamicCache(config=model.config)
+    cache = {_cache_argument(model): DynamicCache(config=model.config)}
     logits = model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                   past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+                   use_cache=True, logits_to_keep=1, **cache).logits
     next_position = position_ids[:, -1] + 1
     for step in range(max_new_tokens):
         tokens = logits[:, -1].argmax(-1)
@@ -133,12 +140,12 @@ def _greedy_batch(model, input_ids, attention_mask, position_ids, max_new_tokens
             break
         if len(keep) < len(active):
             index = torch.tensor(keep, device=input_ids.device)
-            cache.batch_select_indices(index)
+            next(iter(cache.values())).batch_select_indices(index)
             active = [active[k] for k in keep]
             tokens, attention_mask, next_position = tokens[index], attention_mask[index], next_position[index]
         attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(active), 1)], dim=1)
         logits = model(input_ids=tokens[:, None], attention_mask=attention_mask, position_ids=next_position[:, None],
-                       past_key_values=cache, use_cache=True).logits
+                       use_cache=True, **cache).logits
         next_position = next_position + 1
     return rows
 
