@@ -95,3 +95,25 @@ def test_same_seed_same_loss_curve(tmp_path, tiny_model_dir, data_file):
         curves.append([json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
                        if '"nll"' in line])
     assert curves[0] == curves[1]
+
+
+@pytest.mark.parametrize("tau_scope", ["token", "sequence"])
+def test_talr_weights_and_step_statistics_never_bring_a_value_to_the_host(tau_scope):
+    """On a GPU every int()/float()/.item() on a tensor waits for the device (a host sync per micro-batch). Meta
+    tensors have shapes but no values, so any such conversion raises: the weights, tau, ESS and the logged step
+    statistics must work on them. (tests/test_cuda.py checks the same on CUDA with sync debug mode "error".)"""
+    from talr import losses
+    from talr.methods import LOSS_WEIGHTINGS
+    from talr.step_normalizer import step_token_weights
+    from talr.trainer import _StepStats
+
+    config = config_from_dict({"data": {"train": "x.jsonl"}, "method": "talr", "talr": {"tau_scope": tau_scope}})
+    logp = torch.empty(4, 64, device="meta")
+    mask = torch.empty(4, 64, dtype=torch.bool, device="meta")
+    weights = LOSS_WEIGHTINGS["talr"](logp, mask, {}, config)
+    (step_weights,) = step_token_weights(LOSS_WEIGHTINGS["talr"], [logp], [mask], config)
+    stats = _StepStats()
+    stats.add(logp, mask, weights, torch.empty(4, 65, dtype=torch.long, device="meta"), config)
+    assert weights.shape == step_weights.shape == logp.shape
+    assert losses.effective_sample_fraction(weights, mask).shape == ()
+    assert {"tau", "ess", "nll", "hard"} <= set(stats.sums)
