@@ -39,6 +39,11 @@ logger = logging.getLogger(__name__)
 # multiple of this (the logits, their gradient in the compute dtype) plus the float32 projection gradient. Larger
 # chunks are ~10% faster on CPU (1024 vs 341 tokens at 49k) but 4x the memory; see docs/performance.md.
 DEFAULT_CHUNK_BYTES = 64 * 2**20
+# On a GPU small chunks leave the matmuls launch-bound (measured on an H200, docs/benchmarks/gpu_h200.md: 341-token
+# chunks made a chunked cross-entropy 2x slower than full logits), so a chunk there holds up to 1 GiB of float32
+# logits, but at most an eighth of the tokens, which keeps the head's memory a small fraction of the full logits'.
+CUDA_CHUNK_BYTES = 2**30
+CUDA_MIN_CHUNKS = 8
 # The two-phase head keeps every chunk's float32 softmax (unnormalised) between forward and backward when it fits
 # this budget (then its backward needs no logit recomputation: plain cross-entropy's cost) and recomputes it otherwise
 # (one more [tokens, vocab] matmul, bounded memory). 256 MiB holds 1,365 tokens at a 49k vocabulary (e.g. 4 x 256
@@ -47,7 +52,13 @@ DEFAULT_CACHE_BYTES = 256 * 2**20
 MIN_CHUNK_TOKENS = 16
 
 
-def default_chunk_size(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+def default_chunk_size(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES, tokens: int | None = None,
+                       device: torch.device | None = None) -> int:
+    """Tokens per chunk: ``chunk_bytes`` of float32 logits on CPU; on CUDA, :data:`CUDA_CHUNK_BYTES` but at most
+    ``tokens / CUDA_MIN_CHUNKS`` (see there)."""
+    if device is not None and device.type == "cuda":
+        by_bytes = CUDA_CHUNK_BYTES // (4 * vocab_size)
+        return max(MIN_CHUNK_TOKENS, min(by_bytes, -(-(tokens or by_bytes) // CUDA_MIN_CHUNKS)))
     return max(MIN_CHUNK_TOKENS, chunk_bytes // (4 * vocab_size))
 
 
@@ -202,15 +213,27 @@ class _WeightedNLL(torch.autograd.Function):
 
 
 def _supervised(hidden: torch.Tensor, labels: torch.Tensor, ignore_index: int):
+    """The supervised positions' hidden states and targets, the mask, and the flat index of those positions.
+
+    The index is the head's one host sync per call (its length sets the chunking); everything else selects and
+    scatters through it, since each boolean-mask indexing would be a sync of its own on an accelerator.
+    """
     if hidden.shape[:-1] != labels.shape:
         raise ValueError(f"hidden states {tuple(hidden.shape)} and labels {tuple(labels.shape)} disagree")
     shift_labels = labels[:, 1:]
     mask = shift_labels != ignore_index
-    return hidden[:, :-1][mask], shift_labels[mask], mask
+    index = mask.reshape(-1).nonzero().squeeze(1)
+    h = hidden[:, :-1].reshape(-1, hidden.shape[-1]).index_select(0, index)
+    return h, shift_labels.reshape(-1).index_select(0, index), mask, index
 
 
-def _scatter(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return torch.zeros(mask.shape, dtype=values.dtype, device=values.device).masked_scatter(mask, values)
+def _select(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1).index_select(0, index)
+
+
+def _scatter(values: torch.Tensor, mask: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros(mask.numel(), dtype=values.dtype, device=values.device)
+    return out.index_copy(0, index, values).view(mask.shape)
 
 
 def _tracks_grad(*tensors) -> bool:
@@ -228,15 +251,14 @@ def fused_token_logprobs(
     ``(logp, mask)``, both ``[batch, seq - 1]``, ``logp`` float32 and differentiable wrt ``hidden``, ``weight`` and
     ``bias``: any weighting may be applied to it afterwards. ``cache_bytes``: see ``DEFAULT_CACHE_BYTES``.
     """
-    h, targets, mask = _supervised(hidden, labels, ignore_index)
-    chunk = chunk_size or default_chunk_size(weight.shape[0])
+    h, targets, mask, index = _supervised(hidden, labels, ignore_index)
+    chunk = chunk_size or default_chunk_size(weight.shape[0], tokens=h.shape[0], device=h.device)
     if _tracks_grad(h, weight, bias):
         logp_sel = _TokenLogProbs.apply(h, weight, bias, targets, chunk, cache_bytes)
     else:
         logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
-    logp = _scatter(logp_sel, mask)
-    check_finite(logp, mask)
-    return logp, mask
+    check_finite(logp_sel, torch.ones_like(logp_sel, dtype=torch.bool))
+    return _scatter(logp_sel, mask, index), mask
 
 
 def fused_weighted_nll(
@@ -247,19 +269,18 @@ def fused_weighted_nll(
     :func:`talr.losses.weighted_nll`). Returns ``(loss, logp, mask)`` with ``logp`` detached (for logging). The
     gradients are computed during this call and only scaled by the backward.
     """
-    h, targets, mask = _supervised(hidden, labels, ignore_index)
+    h, targets, mask, index = _supervised(hidden, labels, ignore_index)
     if token_weights.shape != mask.shape:
         raise ValueError(f"token weights {tuple(token_weights.shape)} do not match the labels' {tuple(mask.shape)}")
-    chunk = chunk_size or default_chunk_size(weight.shape[0])
-    coef = token_weights.detach()[mask]
+    chunk = chunk_size or default_chunk_size(weight.shape[0], tokens=h.shape[0], device=h.device)
+    coef = _select(token_weights.detach(), index)
     if _tracks_grad(h, weight, bias):
         loss, logp_sel = _WeightedNLL.apply(h, weight, bias, targets, coef, chunk)
     else:
         logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
         loss = -(coef.float() * logp_sel).sum()
-    logp = _scatter(logp_sel, mask)
-    check_finite(logp, mask)
-    return loss, logp, mask
+    check_finite(logp_sel, torch.ones_like(logp_sel, dtype=torch.bool))
+    return loss, _scatter(logp_sel, mask, index), mask
 
 
 def linear_head(model: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -62,11 +62,11 @@ def token_logprobs(
 
 
 def check_finite(logp: torch.Tensor, mask: torch.Tensor) -> None:
-    supervised = logp.detach()[mask]
-    if not torch.isfinite(supervised).all():
-        bad = int((~torch.isfinite(supervised)).sum())
+    """Raise ``FloatingPointError`` if a supervised token's log-probability is not finite (one host sync)."""
+    bad = (~torch.isfinite(logp.detach()) & mask).sum()
+    if bool(bad):
         raise FloatingPointError(
-            f"{bad} of {supervised.numel()} supervised tokens have a non-finite log-probability "
+            f"{int(bad)} of {int(mask.sum())} supervised tokens have a non-finite log-probability "
             "(NaN or infinite logits): the model has diverged or the input is corrupt."
         )
 
