@@ -1,15 +1,34 @@
-"""Adversarial programs: each must be contained, reported as a failure, and leave the evaluator running."""
+"""Adversarial programs: each must be contained, reported as a failure, and leave the evaluator running.
+
+CI runs these as root, where every layer of ``LAYERS`` is in force. On a machine that lacks one (not root, no user
+namespaces) the containment tests run with unsandboxed runs allowed and the layer-specific ones are skipped.
+"""
 
 import os
 import socket
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
 
-from talr.evaluation.sandbox import LAUNCHER, Limits, run_python
+from talr.evaluation import sandbox
+from talr.evaluation.registry import get_task
+from talr.evaluation.sandbox import ALLOW_ENV, LAUNCHER, LAYERS, Limits, SandboxUnavailable, run_python
+from talr.evaluation.tasks.humaneval import LIMITS, program
+from talr.paths import data_dir
 
 FAST = Limits(timeout_s=3, cpu_s=3, memory_mb=512, processes=16)
+FULLY_SANDBOXED = set(LAYERS) <= set(sandbox._probe_layers())
+needs_all_layers = pytest.mark.skipif(not FULLY_SANDBOXED, reason="this machine cannot build every sandbox layer")
+
+
+@pytest.fixture(autouse=True)
+def _allow_where_a_layer_is_missing(monkeypatch):
+    if not FULLY_SANDBOXED:
+        monkeypatch.setenv(ALLOW_ENV, "1")
 
 
 def _sandbox_processes() -> list[int]:
@@ -44,7 +63,7 @@ def test_good_and_bad_programs():
 def test_sandbox_reports_its_isolation():
     result = run_python("pass", FAST)
     if os.geteuid() == 0:
-        assert {"network", "pid", "uid"} <= set(result.isolation)
+        assert result.isolation == list(LAYERS) and result.missing == []
 
 
 def test_infinite_loop_times_out():
@@ -80,7 +99,9 @@ def test_fork_bomb_is_capped_and_cleaned_up():
 def test_memory_hog_is_stopped():
     big = run_python("x = bytearray(8 * 2**30)", FAST)
     assert big.status == "failed" and "MemoryError" in big.stderr
-    grow = run_python("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 2**20))", FAST)
+    # zero-filling 512 MiB takes seconds on a loaded 2-core machine: the wall clock must not be what stops it
+    grow = run_python("chunks = []\nwhile True:\n    chunks.append(bytearray(50 * 2**20))",
+                      Limits(timeout_s=30, cpu_s=20, memory_mb=512))
     assert grow.status == "failed"
 
 
@@ -108,8 +129,8 @@ def test_files_outside_the_working_directory_survive(tmp_path):
         assert run_python(source, FAST).status == "failed", source
     assert victim.read_text() == "keep me"
     # The program's own scratch directory is writable and thrown away afterwards.
-    scratch = run_python("import os\nopen('scratch.txt', 'w').write('x')\nprint(os.environ['HOME'])", FAST)
-    assert scratch.passed and scratch.stdout.strip() and not Path(scratch.stdout.strip()).exists()
+    scratch = run_python("import os\nopen('scratch.txt', 'w').write('x')\nprint(open('scratch.txt').read())", FAST)
+    assert scratch.passed and scratch.stdout == "x\n"
 
 
 def test_no_network():
@@ -149,3 +170,130 @@ def test_killing_the_evaluator_or_everything_fails():
     assert parent.status == "failed" or parent.stdout == "survived\n"
     # Still here, and the sandbox still works.
     assert os.getpid() == me and run_python("print('ok')", FAST).passed
+
+
+# A HumanEval-shaped program (prompt + completion + tests + check(entry_point)), as tasks.humaneval.program builds it.
+PROMPT = 'def add(a: int, b: int) -> int:\n    """Sum of a and b."""\n'
+TESTS = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+
+
+def _program(completion: str) -> str:
+    return f"{PROMPT}{completion}\n\n{TESTS}\n\ncheck(add)\n"
+
+
+FORGED_PASSES = {
+    "sys.exit in the function": "    import sys\n    sys.exit(0)\n",
+    "SystemExit in the function": "    raise SystemExit(0)\n",
+    "os._exit in the function": "    import os\n    os._exit(0)\n",
+    "posix._exit in the function": "    import posix\n    posix._exit(0)\n",
+    "os._exit at top level": "    return 0\n\nimport os\nos._exit(0)\n",
+    "sys.exit at top level": "    return 0\n\nimport sys\nsys.exit()\n",
+    "posix._exit from a thread while the tests run": (
+        "    import posix, threading, time\n    threading.Thread(target=posix._exit, args=(0,)).start()\n"
+        "    time.sleep(1)\n    return 0\n"
+    ),
+    "KeyboardInterrupt in the function": "    raise KeyboardInterrupt\n",
+    "SIGKILL to itself": "    import posix, signal\n    posix.kill(posix.getpid(), signal.SIGKILL)\n",
+    "a pass printed on both streams": "    import sys\n    print('passed')\n    print('passed', file=sys.stderr)\n"
+                                      "    sys.exit(0)\n",
+    "atexit handler exiting 0": "    import atexit, posix\n    atexit.register(posix._exit, 0)\n    return 0\n",
+}
+
+
+def test_the_honest_completion_passes():
+    assert run_python(_program("    return a + b\n"), FAST).passed
+
+
+@pytest.mark.parametrize("completion", list(FORGED_PASSES.values()), ids=list(FORGED_PASSES))
+def test_exiting_before_the_tests_finish_is_a_failure(completion):
+    result = run_python(_program(completion), FAST)
+    assert result.status == "failed", (result.stdout, result.stderr)
+
+
+@needs_all_layers
+def test_a_root_only_file_cannot_be_read(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to make a root-only file")
+    secret = Path("/root") / f".talr-sandbox-secret-{uuid.uuid4().hex}"
+    secret.write_text("TOP-SECRET-TOKEN")
+    secret.chmod(0o600)
+    beside = tmp_path / "secret.txt"  # also root's, in a folder anyone may list
+    beside.write_text("TOP-SECRET-TOKEN")
+    beside.chmod(0o600)
+    tmp_path.chmod(0o755)
+    try:
+        for path in (secret, beside):
+            for source in (f"print(open({str(path)!r}).read())",
+                           f"import posix\nposix.system('cat {path}')\nprint(open({str(path)!r}).read())"):
+                result = run_python(source, FAST)
+                assert result.status == "failed", source
+                assert "TOP-SECRET-TOKEN" not in result.stdout + result.stderr
+    finally:
+        secret.unlink()
+
+
+@needs_all_layers
+def test_writes_outside_its_folder_do_not_reach_the_machine():
+    names = [f"/tmp/talr-sandbox-escape-{uuid.uuid4().hex}" for _ in range(3)]
+    shm = f"/dev/shm/talr-sandbox-escape-{uuid.uuid4().hex}"
+    source = (
+        f"open({names[0]!r}, 'w').write('x')\n"
+        f"import posix\nposix.system('touch {names[1]}')\n"
+        f"posix.system('echo x > {names[2]}')\n"
+        f"open({shm!r}, 'w').write('x')\n"
+        f"import os\nassert os.path.exists({names[0]!r}) and os.path.exists({names[1]!r})\n"
+    )
+    result = run_python(source, FAST)
+    assert result.passed, result.stderr  # the jail's own /tmp and /dev/shm take the writes...
+    for name in (*names, shm):
+        assert not Path(name).exists(), name  # ...and none reach the machine's
+
+
+@needs_all_layers
+def test_the_jail_holds_only_what_python_needs():
+    result = run_python("import os\nprint(sorted(os.listdir('/')), os.listdir('/proc'), os.listdir('/tmp'))", FAST)
+    assert result.passed
+    top = set(eval(result.stdout.split("] ")[0] + "]"))  # noqa: S307 - our own printed list
+    assert top <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "tmp", "proc", "sandbox",
+                   *{p.split("/")[1] for p in [os.path.realpath(__import__("sys").base_prefix)]}}
+    assert "[] []" in result.stdout  # no /proc, an empty private /tmp
+
+
+def test_a_missing_layer_refuses_to_run_the_program(monkeypatch):
+    """The launcher checks the layers it built against the required list before the program starts."""
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setattr(sandbox, "LAYERS", {**LAYERS, "imaginary": "a layer no kernel builds"})
+    with pytest.raises(SandboxUnavailable, match="imaginary.*--allow-unsandboxed"):
+        run_python("print('the program ran')", FAST)
+    allowed = run_python("print('the program ran')", FAST, allow_unsandboxed=True)
+    assert allowed.passed and allowed.stdout == "the program ran\n" and "imaginary" in allowed.missing
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    assert run_python("pass", FAST).passed
+
+
+def test_the_probe_refuses_unless_allowed(monkeypatch):
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setattr(sandbox, "_probe_layers", lambda: ("network", "pid", "rlimits"))
+    with pytest.raises(SandboxUnavailable, match="filesystem, user, capabilities"):
+        sandbox.sandbox_layers()
+    assert sandbox.sandbox_layers(allow_unsandboxed=True) == ["network", "pid", "rlimits"]
+    monkeypatch.setenv(ALLOW_ENV, "1")
+    assert sandbox.sandbox_layers() == ["network", "pid", "rlimits"]
+
+
+@pytest.mark.skipif(not (data_dir() / "humaneval" / "HumanEval.jsonl.gz").exists(), reason="HumanEval data not present")
+def test_every_canonical_humaneval_solution_passes():
+    """All 164, four programs at a time (each waits mostly on process start-up), as the task scores them."""
+    task = get_task("humaneval")
+    docs, total = task.load(data_dir(), None)
+    assert total == len(docs) == 164
+
+    def status(doc):
+        return run_python(program(doc, doc["canonical_solution"]), LIMITS).status
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        statuses = dict(zip((d["id"] for d in docs), pool.map(status, docs)))
+    assert {k: v for k, v in statuses.items() if v != "passed"} == {}
+    layers = task.config()["sandbox"]
+    assert layers["layers"] == list(sandbox._probe_layers())
+    assert layers["missing"] == [x for x in LAYERS if x not in layers["layers"]]
