@@ -4,8 +4,10 @@ CI runs these as root, where every layer of ``LAYERS`` is in force. On a machine
 namespaces) the containment tests run with unsandboxed runs allowed and the layer-specific ones are skipped.
 """
 
+import json
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -251,12 +253,13 @@ def test_writes_outside_its_folder_do_not_reach_the_machine():
 
 @needs_all_layers
 def test_the_jail_holds_only_what_python_needs():
-    result = run_python("import os\nprint(sorted(os.listdir('/')), os.listdir('/proc'), os.listdir('/tmp'))", FAST)
-    assert result.passed
-    top = set(eval(result.stdout.split("] ")[0] + "]"))  # noqa: S307 - our own printed list
-    assert top <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "tmp", "proc", "sandbox",
-                   *{p.split("/")[1] for p in [os.path.realpath(__import__("sys").base_prefix)]}}
-    assert "[] []" in result.stdout  # no /proc, an empty private /tmp
+    result = run_python("import json, os\nprint(json.dumps([os.listdir(d) for d in ('/', '/proc', '/tmp')]))", FAST)
+    assert result.passed, result.stderr
+    top, proc, tmp = json.loads(result.stdout)
+    python_top = os.path.realpath(sys.base_prefix).split("/")[1]  # e.g. "root" for a Python under /root
+    assert set(top) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "tmp", "proc",
+                        "sandbox", python_top}
+    assert proc == [] and tmp == []  # no /proc, an empty private /tmp
 
 
 def test_a_missing_layer_refuses_to_run_the_program(monkeypatch):
@@ -297,3 +300,29 @@ def test_every_canonical_humaneval_solution_passes():
     layers = task.config()["sandbox"]
     assert layers["layers"] == list(sandbox._probe_layers())
     assert layers["missing"] == [x for x in LAYERS if x not in layers["layers"]]
+
+
+def test_talr_eval_refuses_humaneval_without_every_layer_unless_allowed(monkeypatch, capsys):
+    import argparse
+
+    import talr.models
+    from talr.evaluation import cli
+
+    class ModelLoaded(Exception):
+        pass
+
+    def load_model(*args, **kwargs):
+        raise ModelLoaded
+
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    monkeypatch.setattr(sandbox, "_probe_layers", lambda: ("pid", "rlimits"))
+    monkeypatch.setattr(talr.models, "load_model", load_model)
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    argv = ["--model", "smollm2-135m-instruct", "--tasks", "gsm8k,humaneval"]
+    assert cli.run(parser.parse_args(argv)) == 2  # before the model loads
+    assert "lacks layer(s) network, filesystem, user, capabilities" in capsys.readouterr().err
+    with pytest.raises(ModelLoaded):  # no task runs code: nothing to check
+        cli.run(parser.parse_args(["--model", "m", "--tasks", "gsm8k"]))
+    with pytest.raises(ModelLoaded):
+        cli.run(parser.parse_args([*argv, "--allow-unsandboxed"]))
