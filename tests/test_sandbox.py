@@ -199,6 +199,7 @@ FORGED_PASSES = {
     "a pass printed on both streams": "    import sys\n    print('passed')\n    print('passed', file=sys.stderr)\n"
                                       "    sys.exit(0)\n",
     "atexit handler exiting 0": "    import atexit, posix\n    atexit.register(posix._exit, 0)\n    return 0\n",
+    "the runner's refusal status": "    import posix\n    posix._exit(125)\n",  # failed, not a refusal
 }
 
 

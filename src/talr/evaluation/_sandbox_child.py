@@ -66,9 +66,12 @@ def make_namespaces(libc) -> list[str]:
         uid, gid = os.getuid(), os.getgid()
         if libc.unshare(ctypes.c_int(CLONE_NEWUSER)) != 0:
             return layers
-        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
-            with open(f"/proc/self/{name}", "w") as f:
-                f.write(text)
+        try:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+        except OSError as e:  # the layers that then fail are reported missing; the launcher must still report
+            sys.stderr.write(f"talr sandbox: user namespace without an id map ({e})\n")
     for flag, layer in ((CLONE_NEWNET, "network"), (CLONE_NEWPID, "pid"), (CLONE_NEWNS, "mount")):
         if libc.unshare(ctypes.c_int(flag)) == 0:
             layers.append(layer)
@@ -261,7 +264,7 @@ def runner(cfg: dict, namespaces: list[str], libc, verdict_fd: int) -> None:
     layers = confine(cfg, namespaces, libc)
     write(verdict_fd, (json.dumps(layers) + "\n").encode())
     if set(cfg["required"]) - set(layers) and not cfg["allow_unsandboxed"]:
-        os._exit(REFUSED)
+        os._exit(REFUSED)  # the program never runs
     sys.path[:] = [p for p in sys.path if not p.startswith(os.path.dirname(os.path.abspath(__file__)))]
     reliability_guard("network" in layers)
     namespace = {"__name__": "__main__", "__builtins__": __builtins__}
@@ -320,8 +323,8 @@ def main() -> None:
     except ValueError:
         layers = []
     code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
-    if code == REFUSED:
-        verdict = "refused"
+    if set(cfg["required"]) - set(layers) and not cfg["allow_unsandboxed"]:
+        verdict = "refused"  # decided from the layers line the runner wrote before any program could run
     elif code == 0 and rest == PASSED:
         verdict = "passed"
     else:

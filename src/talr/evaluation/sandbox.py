@@ -52,12 +52,12 @@ LAYERS = {
 class SandboxUnavailable(ValueError):
     """The machine cannot build every sandbox layer and unsandboxed runs were not allowed."""
 
-    def __init__(self, missing: list[str]):
+    def __init__(self, missing: list[str], detail: str = ""):
         self.missing = missing
         super().__init__(
             f"the code sandbox lacks layer(s) {', '.join(missing)} on this machine (it needs root or unprivileged "
-            f"user namespaces); refusing to run model-written code. Pass --allow-unsandboxed (or set {ALLOW_ENV}=1) "
-            "to run it anyway"
+            f"user namespaces{'; ' + detail if detail else ''}); refusing to run model-written code. "
+            f"Pass --allow-unsandboxed (or set {ALLOW_ENV}=1) to run it anyway"
         )
 
 
@@ -183,8 +183,9 @@ def run_python(source: str, limits: Limits = Limits(), allow_unsandboxed: bool |
             stderr = _read_tail(err)
             stdout = _read_tail(out)
         layers = [layer for layer in report.get("layers", []) if layer in LAYERS]
-        if report.get("verdict") == "refused":
-            raise SandboxUnavailable([layer for layer in LAYERS if layer not in layers])
+        if report.get("verdict") == "refused":  # the program did not run: stderr is the launcher's alone
+            detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+            raise SandboxUnavailable([layer for layer in LAYERS if layer not in layers], detail)
         if timed_out:
             status = "timeout"
         else:
