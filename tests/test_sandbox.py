@@ -203,6 +203,14 @@ FORGED_PASSES = {
 }
 
 
+def test_setuid_root_and_sleeping_fail():
+    for source in ("import posix\nposix.setuid(0)", "import posix\nposix.setgid(0)", "import posix\nposix.setgroups([0])"):
+        assert run_python(source, FAST).status == "failed", source
+    asleep = run_python("import time\ntime.sleep(60)", Limits(timeout_s=1.5))
+    assert asleep.status == "timeout" and asleep.seconds < 5
+    _assert_no_leftovers()
+
+
 def test_the_honest_completion_passes():
     assert run_python(_program("    return a + b\n"), FAST).passed
 
@@ -254,9 +262,16 @@ def test_writes_outside_its_folder_do_not_reach_the_machine():
 
 @needs_all_layers
 def test_the_jail_holds_only_what_python_needs():
-    result = run_python("import json, os\nprint(json.dumps([os.listdir(d) for d in ('/', '/proc', '/tmp')]))", FAST)
+    # An open folder outside the jail would let posix.fchdir walk out of it: the program holds none.
+    source = (
+        "import json, os, posix, stat\nfolders = []\nfor fd in range(1024):\n    try:\n"
+        "        folders += [fd] if stat.S_ISDIR(posix.fstat(fd).st_mode) else []\n    except OSError:\n        pass\n"
+        "print(json.dumps([os.listdir(d) for d in ('/', '/proc', '/tmp')] + [folders]))"
+    )
+    result = run_python(source, FAST)
     assert result.passed, result.stderr
-    top, proc, tmp = json.loads(result.stdout)
+    top, proc, tmp, open_folders = json.loads(result.stdout)
+    assert open_folders == []
     python_top = os.path.realpath(sys.base_prefix).split("/")[1]  # e.g. "root" for a Python under /root
     assert set(top) <= {"usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc", "dev", "tmp", "proc",
                         "sandbox", python_top}
@@ -285,7 +300,21 @@ def test_the_probe_refuses_unless_allowed(monkeypatch):
     assert sandbox.sandbox_layers() == ["network", "pid", "rlimits"]
 
 
-@pytest.mark.skipif(not (data_dir() / "humaneval" / "HumanEval.jsonl.gz").exists(), reason="HumanEval data not present")
+needs_humaneval = pytest.mark.skipif(not (data_dir() / "humaneval" / "HumanEval.jsonl.gz").exists(),
+                                     reason="HumanEval data not present")
+
+
+@needs_humaneval
+def test_humaneval_scores_an_exit_before_the_tests_as_a_failure():
+    task = get_task("humaneval")
+    doc = next(d for d in task.load(data_dir(), None)[0] if d["id"] == "HumanEval/0")
+    for completion in ("    import sys\n    sys.exit(0)\n", "    return True\n\nimport os\nos._exit(0)\n"):
+        scored = task.score(doc, completion)
+        assert scored.scores["pass@1,create_test"] == 0.0 and scored.details["status"] == "failed"
+    assert task.score(doc, doc["canonical_solution"]).scores["pass@1,create_test"] == 1.0
+
+
+@needs_humaneval
 def test_every_canonical_humaneval_solution_passes():
     """All 164, four programs at a time (each waits mostly on process start-up), as the task scores them."""
     task = get_task("humaneval")
