@@ -7,6 +7,7 @@ namespaces) the containment tests run with unsandboxed runs allowed and the laye
 import json
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -356,3 +357,61 @@ def test_talr_eval_refuses_humaneval_without_every_layer_unless_allowed(monkeypa
         cli.run(parser.parse_args(["--model", "m", "--tasks", "gsm8k"]))
     with pytest.raises(ModelLoaded):
         cli.run(parser.parse_args([*argv, "--allow-unsandboxed"]))
+
+
+@needs_all_layers
+def test_no_capability_is_left():
+    source = (
+        "import ctypes\nlibc = ctypes.CDLL(None)\n"
+        "bounding = [cap for cap in range(64) if libc.prctl(23, cap, 0, 0, 0) == 1]\n"  # PR_CAPBSET_READ
+        "header = (ctypes.c_uint32 * 2)(0x20080522, 0)\ndata = (ctypes.c_uint32 * 6)()\n"
+        "assert libc.capget(header, data) == 0\n"
+        "print(bounding, list(data), libc.prctl(39, 0, 0, 0, 0))"  # PR_GET_NO_NEW_PRIVS
+    )
+    result = run_python(source, FAST)
+    assert result.passed, result.stderr
+    assert result.stdout == "[] [0, 0, 0, 0, 0, 0] 1\n"
+
+
+def _readable_by_anyone(path: Path) -> bool:
+    path = path.resolve()
+    folders_ok = all(os.stat(p).st_mode & 0o001 for p in path.parents)
+    return folders_ok and bool(os.stat(path).st_mode & 0o004)
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not SYSTEM_PYTHON.exists() or not Path("/usr/bin/setpriv").exists()
+    or not _readable_by_anyone(LAUNCHER) or not _readable_by_anyone(Path(sandbox.__file__)),
+    reason="needs root, setpriv, a system Python and a checkout that nobody can read",
+)
+def test_an_unprivileged_evaluator_gets_every_layer_or_a_refusal():
+    """The non-root path, for real: the evaluator itself runs as nobody (user namespaces, where the kernel allows)."""
+    script = (
+        "import importlib.util, json, sys\n"
+        f"spec = importlib.util.spec_from_file_location('sbx', {str(Path(sandbox.__file__))!r})\n"
+        "sbx = importlib.util.module_from_spec(spec); sys.modules['sbx'] = sbx; spec.loader.exec_module(sbx)\n"
+        "probe = sbx.run_python('import os; print(os.getuid())', allow_unsandboxed=True)\n"
+        "out = {'layers': probe.isolation, 'uid': probe.stdout.strip()}\n"
+        "try:\n"
+        "    exit_forgery = sbx.run_python('import os; os._exit(0)')\n"
+        "    escape = sbx.run_python(\"open('/tmp/%s', 'w').write('x')\" % sys.argv[1])\n"
+        "    out.update(exit_forgery=exit_forgery.status, escape=escape.status)\n"
+        "except sbx.SandboxUnavailable as e:\n"
+        "    out['refused'] = e.missing\n"
+        "print(json.dumps(out))\n"
+    )
+    marker = f"talr-sandbox-nobody-{uuid.uuid4().hex}"
+    done = subprocess.run(
+        ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", str(SYSTEM_PYTHON), "-I", "-c",
+         script, marker], capture_output=True, text=True, timeout=120, cwd="/",
+    )
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    if out["layers"] == list(LAYERS):
+        assert out["uid"] == "65534" and out["exit_forgery"] == "failed" and out["escape"] == "passed"
+        assert not Path("/tmp", marker).exists()
+    else:  # this kernel refuses user namespaces: the program must not have run
+        assert out["refused"] == [layer for layer in LAYERS if layer not in out["layers"]] != []

@@ -135,32 +135,33 @@ def build_jail(libc, root: str, uid: int, gid: int, size_bytes: int) -> None:
 
 
 def drop_privileges(libc, uid: int | None, gid: int | None) -> None:
-    """No capabilities at all (effective, permitted, inheritable, ambient, bounding) and no_new_privs.
+    """No capabilities held or obtainable: effective, permitted, inheritable and ambient sets empty, no_new_privs.
 
     As root, also become ``uid``/``gid`` (``nobody``): the kernel exempts uid 0 from RLIMIT_NPROC whatever its
-    capabilities, and files owned by root stay root's. The bounding set goes first (dropping it needs CAP_SETPCAP).
+    capabilities, and files owned by root stay root's. The bounding set is emptied too where allowed (it needs
+    CAP_SETPCAP, so first); with no_new_privs nothing can be gained through execve anyway.
     """
     cap = 0
     while libc.prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0:
-        _check(libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0), f"prctl(PR_CAPBSET_DROP, {cap})")
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
         cap += 1
     libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
     if uid is not None and os.geteuid() == 0:
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)
     header = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0)
     _check(libc.capset(ctypes.byref(header), (_CapData * 2)()), "capset")
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
 
 
 def has_no_capabilities(libc) -> bool:
+    """Nothing in the effective, permitted or inheritable sets (hence none ambient) and no_new_privs set."""
     header, data = _CapHeader(LINUX_CAPABILITY_VERSION_3, 0), (_CapData * 2)()
     if libc.capget(ctypes.byref(header), data) != 0:
         return False
     held = any(d.effective or d.permitted or d.inheritable for d in data)
-    bounding = libc.prctl(PR_CAPBSET_READ, 0, 0, 0, 0) > 0
-    return not held and not bounding and libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
+    return not held and libc.prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 1
 
 
 def count_user_processes(uid: int) -> int:

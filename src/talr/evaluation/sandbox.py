@@ -44,7 +44,8 @@ LAYERS = {
                   "(read-only) and its own /tmp, /dev/shm, /sandbox: nothing else to read or write, no /proc",
     "user": "runs as an unprivileged uid (nobody when the evaluator is root): root's files stay root's, "
             "RLIMIT_NPROC applies",
-    "capabilities": "no capabilities in any set (bounding included) and no_new_privs: no DAC override, no setuid(0)",
+    "capabilities": "no capabilities held (effective, permitted, inheritable, ambient; the bounding set emptied "
+                    "where allowed) and no_new_privs: no DAC override, no setuid(0), none gained through execve",
     "rlimits": "address space, CPU seconds, file size, processes, open files, no core dumps",
 }
 
