@@ -261,6 +261,20 @@ def test_writes_outside_its_folder_do_not_reach_the_machine():
         assert not Path(name).exists(), name  # ...and none reach the machine's
 
 
+def _shared_memory_segments() -> set[str]:
+    lines = Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+    return {line.split()[1] for line in lines}  # shmid
+
+
+@needs_all_layers
+def test_shared_memory_does_not_outlive_the_run():
+    before = _shared_memory_segments()
+    source = "import ctypes\nshmid = ctypes.CDLL(None).shmget(0, 1 << 20, 0o1666)\nassert shmid >= 0\nprint(shmid)"
+    result = run_python(source, FAST)  # IPC_PRIVATE, 1 MiB, IPC_CREAT | 0666, never removed
+    assert result.passed, result.stderr
+    assert _shared_memory_segments() <= before
+
+
 @needs_all_layers
 def test_the_jail_holds_only_what_python_needs():
     # An open folder outside the jail would let posix.fchdir walk out of it: the program holds none.
@@ -294,7 +308,7 @@ def test_a_missing_layer_refuses_to_run_the_program(monkeypatch):
 def test_the_probe_refuses_unless_allowed(monkeypatch):
     monkeypatch.delenv(ALLOW_ENV, raising=False)
     monkeypatch.setattr(sandbox, "_probe_layers", lambda: ("network", "pid", "rlimits"))
-    with pytest.raises(SandboxUnavailable, match="filesystem, user, capabilities"):
+    with pytest.raises(SandboxUnavailable, match="ipc, filesystem, user, capabilities"):
         sandbox.sandbox_layers()
     assert sandbox.sandbox_layers(allow_unsandboxed=True) == ["network", "pid", "rlimits"]
     monkeypatch.setenv(ALLOW_ENV, "1")
@@ -352,7 +366,7 @@ def test_talr_eval_refuses_humaneval_without_every_layer_unless_allowed(monkeypa
     cli.add_arguments(parser)
     argv = ["--model", "smollm2-135m-instruct", "--tasks", "gsm8k,humaneval"]
     assert cli.run(parser.parse_args(argv)) == 2  # before the model loads
-    assert "lacks layer(s) network, filesystem, user, capabilities" in capsys.readouterr().err
+    assert "lacks layer(s) network, ipc, filesystem, user, capabilities" in capsys.readouterr().err
     with pytest.raises(ModelLoaded):  # no task runs code: nothing to check
         cli.run(parser.parse_args(["--model", "m", "--tasks", "gsm8k"]))
     with pytest.raises(ModelLoaded):

@@ -21,6 +21,7 @@ import signal
 import sys
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
@@ -59,7 +60,7 @@ def _check(result: int, what: str) -> None:
 
 
 def make_namespaces(libc) -> list[str]:
-    """New network, PID and mount namespaces, each where the kernel allows it; returns the layers made.
+    """New network, PID, IPC and mount namespaces, each where the kernel allows it; returns the layers made.
 
     A non-root caller first needs a user namespace (mapping its own uid, so it stays unprivileged inside).
     """
@@ -74,7 +75,7 @@ def make_namespaces(libc) -> list[str]:
                     f.write(text)
         except OSError as e:  # the layers that then fail are reported missing; the launcher must still report
             sys.stderr.write(f"talr sandbox: user namespace without an id map ({e})\n")
-    for flag, layer in ((CLONE_NEWNET, "network"), (CLONE_NEWPID, "pid"), (CLONE_NEWNS, "mount")):
+    for flag, layer in ((CLONE_NEWNET, "network"), (CLONE_NEWPID, "pid"), (CLONE_NEWIPC, "ipc"), (CLONE_NEWNS, "mount")):
         if libc.unshare(ctypes.c_int(flag)) == 0:
             layers.append(layer)
     return layers

@@ -43,6 +43,8 @@ ALLOW_ENV = "TALR_ALLOW_UNSANDBOXED"
 LAYERS = {
     "network": "own network namespace with a down loopback: no connection anywhere",
     "pid": "own PID namespace: no other process visible or signalable; all its processes die with it",
+    "ipc": "own IPC namespace: System V shared memory, semaphores and message queues, and POSIX message queues, "
+           "are its own and destroyed with it (a shm segment would otherwise outlive the run)",
     "filesystem": "private mount namespace, chroot into a tmpfs with only /usr, /lib*, the Python installation "
                   "(read-only) and its own /tmp, /dev/shm, /sandbox: nothing else to read or write, no /proc",
     "user": "runs as an unprivileged uid (nobody when the evaluator is root): root's files stay root's, "
