@@ -1,11 +1,13 @@
 """``talr eval``: evaluate a model on registered tasks (wired into talr.cli by the lead).
 
-    talr eval --model MODEL --tasks a,b,c [--limit N] [--out DIR] [--batch-size B] [--dtype D] [--data-dir DIR] [--list]
+    talr eval --model MODEL --tasks a,b,c [--limit N] [--out DIR] [--batch-size B] [--dtype D] [--data-dir DIR]
+              [--allow-unsandboxed] [--list]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -28,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: TALR_DATA_DIR or ../shared/data)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="cap every generation task's token budget (default: each benchmark's own)")
+    parser.add_argument("--allow-unsandboxed", action="store_true",
+                        help="run model-written code (humaneval) even where the sandbox lacks a layer (no root, no "
+                             "user namespaces); results.json records the layers in force")
     parser.add_argument("--list", action="store_true", help="list the available tasks and exit")
 
 
@@ -57,11 +62,15 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from talr.evaluation.evaluator import evaluate, format_table
     from talr.evaluation.registry import get_task
+    from talr.evaluation.sandbox import ALLOW_ENV, sandbox_layers
 
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
+    if args.allow_unsandboxed:
+        os.environ[ALLOW_ENV] = "1"
     try:
         for name in names:
-            get_task(name)  # unknown task names fail before the model loads
+            if getattr(get_task(name), "runs_code", False):  # unknown task names fail before the model loads,
+                sandbox_layers()  # and so does a sandbox missing a layer
     except ValueError as e:
         print(f"talr eval: error: {e}", file=sys.stderr)
         return 2

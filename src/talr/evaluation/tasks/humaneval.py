@@ -4,17 +4,20 @@ Prompt as lm-eval's ``humaneval_instruct``: the user asks for a solution to the 
 and the assistant turn starts with ``Here is the completed function:\\n```python\\n<prompt>`` which the model
 continues. Generation stops at the closing code fence or lm-eval's HumanEval stop strings (``\\nclass``, ``\\ndef``,
 ``\\n#``, ``\\nif``, ``\\nprint``), up to 1024 new tokens. The program run is prompt + completion + the problem's
-tests + ``check(entry_point)``; it passes when it exits cleanly within the limits (:mod:`talr.evaluation.sandbox`).
+tests + ``check(entry_point)``; it passes when the sandbox sees it run to its end within the limits
+(:mod:`talr.evaluation.sandbox`). Loading the task checks the sandbox first: with a layer missing it refuses (before
+anything is generated) unless unsandboxed runs are allowed, and results.json records the layers in force.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 from talr.data.rows import require_file
-from talr.evaluation.sandbox import Limits, run_python
+from talr.evaluation.sandbox import LAYERS, Limits, run_python, sandbox_layers
 from talr.evaluation.task import Generate, Scored, Task
 
 PASS_AT_1 = "pass@1,create_test"
@@ -27,12 +30,22 @@ def program(doc: dict, completion: str) -> str:
 
 class HumanEval(Task):
     name = "humaneval"
-    version = "1"
+    version = "2"  # 2: "passed" means the program ran to its end (1 took exit status 0, which sys.exit(0) forges)
     kind = "generate"
     description = "HumanEval pass@1 (greedy), lm-eval humaneval_instruct prompt, sandboxed execution"
     max_new_tokens = 1024
     stop = ("```", "\nclass", "\ndef", "\n#", "\nif", "\nprint")
     metrics = {PASS_AT_1: True}
+    runs_code = True
+
+    def load(self, data_dir: Path, limit: int | None) -> tuple[list[dict], int]:
+        sandbox_layers()  # refuse before any completion is generated, not at the first program
+        return super().load(data_dir, limit)
+
+    def config(self) -> dict:
+        layers = sandbox_layers()
+        return {**super().config(), "sandbox": {"layers": layers, "missing": [x for x in LAYERS if x not in layers],
+                                                "limits": asdict(LIMITS)}}
 
     def load_all(self, data_dir: Path) -> list[dict]:
         path = require_file(Path(data_dir) / "humaneval" / "HumanEval.jsonl.gz")
