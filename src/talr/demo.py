@@ -30,17 +30,19 @@ GENERAL_ANSWERS_FILE = Path("general_probes") / "base_answers.jsonl"
 
 @dataclass
 class DemoSize:
-    """Sizes chosen so the whole demo fits in 15 minutes on 2 CPU cores (timings: docs/sweep.md, `talr demo`)."""
+    """Sizes chosen so the whole demo fits in 15 minutes on 2 CPU cores of either kind, float32 on an AVX2-only CPU
+    included (timings: docs/sweep.md, `talr demo`). The same sizes everywhere, so every machine's demo computes the same
+    thing."""
 
-    train_rows: int = 48
-    eval_rows: int = 16
-    ifeval_rows: int = 16
-    general_prompts: int = 24
+    train_rows: int = 32
+    eval_rows: int = 12
+    ifeval_rows: int = 12
+    general_prompts: int = 16
     general_answer_tokens: int = 96
     max_new_tokens: int = 128  # cap on IFEval's 1,280-token budget
     learning_rates: tuple[float, ...] = (2e-6, 5e-5)
     max_length: int = 384
-    probe_examples: int = 16  # training-time code-length and hard-token probes (``probes.*_size``)
+    probe_examples: int = 8  # training-time code-length and hard-token probes (``probes.*_size``)
 
 
 def write_synthetic_data(root: Path, size: DemoSize, seed: int = 0) -> Path:
@@ -98,7 +100,10 @@ def demo_sweep(out_dir: Path, data_dir: Path, real_data: bool, size: DemoSize) -
                                "limit": size.train_rows, "data_dir": str(data_dir)},
                      "max_length": size.max_length},
             "training": {"num_epochs": 1, "per_device_batch_size": 4, "logging_steps": 2, "warmup_ratio": 0.1},
-            "probes": {"general_size": size.probe_examples, "hard_token_size": size.probe_examples},
+            # the general probe reads the base model's own answers (the demo's general data) or, with real data,
+            # Alpaca (the default)
+            "probes": {"general_size": size.probe_examples, "hard_token_size": size.probe_examples,
+                       **({} if real_data else {"general": str(data_dir / GENERAL_ANSWERS_FILE)})},
         },
     )
 
