@@ -129,6 +129,9 @@ def config_changes(saved: dict, current: dict) -> list[str]:
 
 def start_fresh(run_dir: Path) -> None:
     """A run started from step 0 drops whatever an earlier attempt left in its directory."""
+    if complete_checkpoints(run_dir):
+        logger.warning("%s: deleting the checkpoints of an earlier attempt and training from step 0 (--resume "
+                       "continues from them instead)", run_dir)
     remove_checkpoints(run_dir)
     for name in RUN_FILES:
         (run_dir / name).unlink(missing_ok=True)

@@ -3,7 +3,8 @@ turns a :class:`talr.config.Config` into a finished run directory.
 
 Run directory layout: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one line per logging step), ``model/``
 (safetensors + tokenizer), ``run.json`` (versions, seed, git hash, wall time, device, throughput, peak memory). A run
-is finished when ``run.json`` has ``"status": "finished"``. Method extras (docs/methods.md): a LoRA run's ``model/``
+is finished when ``run.json`` has ``"status": "finished"``, and stopped by talr.divergence when it has ``"diverged"``;
+while it trains, ``checkpoints/`` holds what ``train(..., resume=True)`` continues from (talr.checkpoints). Method extras (docs/methods.md): a LoRA run's ``model/``
 is the adapter and ``merged/`` the merged model; with post-hoc averaging ``model/`` is the average and ``finetuned/``
 the trained weights; FLOW writes its sample weights to ``flow_weights.json``.
 """
