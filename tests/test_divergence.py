@@ -1,4 +1,5 @@
-"""Divergence: the rule on its own, then real runs of a tiny model stopped by an absurd learning rate and by NaN weights."""
+"""Divergence: the rule on its own, then real runs of a tiny model stopped by an absurd learning rate and by NaN
+weights."""
 
 import json
 import math

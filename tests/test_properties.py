@@ -158,3 +158,49 @@ def test_a_data_error_names_the_line(tmp_path, bad, message):
     path.write_bytes(b'{"prompt": "a", "completion": "b"}\n\n' + bad + b"\n")
     with pytest.raises(DataFormatError, match=f"^{re.escape(str(path))}:3: {message}"):
         read_jsonl(path)
+
+
+field_values = st.one_of(st.text(max_size=12), st.integers(), st.none(), st.sampled_from(["E", "S", "C", "I", "#### 4",
+                                                                                          "x\n#### 12", "2", "69"]))
+
+
+def _json_rows(fields):
+    row = st.fixed_dictionaries({}, optional={name: field_values for name in fields})
+    return st.lists(row.map(json.dumps).map(str.encode) | lines, max_size=6).map(b"\n".join)
+
+
+def _csv_rows(columns):
+    header = ",".join(f'"{c}"' for c in columns).encode()
+    cell = st.text(max_size=8).map(lambda t: '"' + t.replace('"', '""') + '"') | st.sampled_from(['"2"', '"', ""])
+    row = st.lists(cell, min_size=len(columns) - 1, max_size=len(columns) + 1).map(",".join).map(str.encode)
+    return st.lists(row | st.binary(max_size=12), max_size=5).map(lambda rows: b"\n".join([header, *rows])) \
+        | st.binary(max_size=40)
+
+
+def _source_files():
+    from talr.data import esci, math, medcalc
+
+    return st.one_of(
+        _json_rows(esci.FIELDS).map(lambda b: ("esci", esci.FILE, b)),
+        _json_rows(("question", "answer")).map(lambda b: ("gsm8k", math.FILES["train"], b)),
+        _csv_rows(medcalc.COLUMNS).map(lambda b: ("medcalc_bench", medcalc.FILES["train"], b)),
+    )
+
+
+@SETTINGS
+@given(case=_source_files())
+def test_any_source_file_gives_examples_or_a_data_error_naming_it(case, tmp_path_factory):
+    from talr.config import DatasetSpec
+
+    source, relative, content = case
+    data_dir = tmp_path_factory.mktemp("data")
+    path = data_dir / relative
+    path.parent.mkdir(parents=True)
+    path.write_bytes(content)
+    try:
+        examples, _ = load_train_examples(DatasetSpec(source=source, split="train", data_dir=str(data_dir)))
+    except Exception as err:  # noqa: BLE001 - the property is about which exceptions escape
+        _check_data_error(err, path)
+        return
+    for example in examples:
+        assert example["messages"][-1]["role"] == "assistant"

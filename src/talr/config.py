@@ -263,6 +263,19 @@ def _normalise(raw: dict) -> dict:
     return raw
 
 
+def _check_source(key: str, spec: DatasetSpec) -> None:
+    from talr.data.sources import SOURCES
+
+    module = SOURCES.get(spec.source)
+    if module is None:
+        raise ConfigError(f"{key}.source: unknown data source {spec.source!r} (known: {', '.join(SOURCES)})")
+    if spec.split not in module.SPLITS:
+        raise ConfigError(f"{key}.split: {spec.source} has no split {spec.split!r} (known: {', '.join(module.SPLITS)})")
+    if spec.format is not None and spec.format not in module.FORMATS:
+        raise ConfigError(f"{key}.format: {spec.source} has no format {spec.format!r} "
+                          f"(known: {', '.join(module.FORMATS)})")
+
+
 def validate(config: Config) -> Config:
     """Cross-field checks that the types alone cannot express."""
     axes = {
@@ -331,6 +344,9 @@ def validate(config: Config) -> Config:
     domain = config.probes.domain
     if domain is not None and (domain.path is None) == (domain.source is None):
         raise ConfigError("probes.domain: give either a JSONL path or a data source (`source:`), not both or neither")
+    for key, dataset in (("data.train", spec), ("probes.domain", domain)):
+        if dataset is not None and dataset.source is not None:
+            _check_source(key, dataset)
     for key in ("every_n_steps", "batch_size"):
         if not getattr(config.probes, key) > 0:
             raise ConfigError(f"probes.{key}: must be positive, got {getattr(config.probes, key)}")

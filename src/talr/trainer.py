@@ -3,10 +3,11 @@ turns a :class:`talr.config.Config` into a finished run directory.
 
 Run directory layout: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one line per logging step), ``model/``
 (safetensors + tokenizer), ``run.json`` (versions, seed, git hash, wall time, device, throughput, peak memory). A run
-is finished when ``run.json`` has ``"status": "finished"``, and stopped by talr.divergence when it has ``"diverged"``;
-while it trains, ``checkpoints/`` holds what ``train(..., resume=True)`` continues from (talr.checkpoints). Method extras (docs/methods.md): a LoRA run's ``model/``
-is the adapter and ``merged/`` the merged model; with post-hoc averaging ``model/`` is the average and ``finetuned/``
-the trained weights; FLOW writes its sample weights to ``flow_weights.json``.
+is finished when ``run.json`` has ``"status": "finished"`` (``"diverged"``: stopped by talr.divergence); while it
+trains, ``checkpoints/`` holds what ``train(..., resume=True)`` continues from (talr.checkpoints). Method extras
+(docs/methods.md): a LoRA run's ``model/`` is the adapter and ``merged/`` the merged model; with post-hoc averaging
+``model/`` is the average and ``finetuned/`` the trained weights; FLOW writes its sample weights to
+``flow_weights.json``.
 """
 
 from __future__ import annotations
@@ -270,6 +271,22 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
+def _run_trainer(trainer: TalrTrainer, checkpoint, rule, config: Config):
+    """``trainer.train()``, from ``checkpoint`` when there is one; a divergence is recorded (talr.divergence) and
+    raised again."""
+    try:
+        try:
+            return trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+        except FloatingPointError as error:  # talr.losses met a non-finite log-probability in a forward
+            step = trainer.state.global_step
+            raise TrainingDiverged(step + 1, str(error), rule.last_good_step if rule else step) from None
+    except TrainingDiverged as error:
+        if trainer.is_world_process_zero():
+            record_divergence(Path(config.output_dir), error, {
+                "seed": config.seed, "versions": _versions(), "git": _git_hash(), "config": config_to_dict(config)})
+        raise
+
+
 def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: bool = False) -> Path:
     """Train one run described by ``config`` and return its run directory; ``callbacks`` are added to the
     Trainer's (e.g. a benchmark's step timer). ``resume``: continue from the run directory's last complete
@@ -301,8 +318,8 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
 
     side_fields: tuple[str, ...] = ()
     if config.method.loss == "flow":  # static sample weights from the base model, before any adapter
-        side_fields = (checkpoint is not None and flow.restore_sample_weights(features, run_dir)) or \
-            flow.add_sample_weights(model, tokenizer, examples, features, config, run_dir)
+        restored = checkpoint is not None and flow.restore_sample_weights(features, run_dir)
+        side_fields = restored or flow.add_sample_weights(model, tokenizer, examples, features, config, run_dir)
     model = ADAPTERS[config.method.adapter](model, config)
     regularizer = REGULARIZERS[config.method.regularizer](model, config)
     args = training_arguments(config, run_dir)
@@ -322,17 +339,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
     if checkpoint is not None:
         for probe in probe_callbacks:  # baselines from the starting model, before the checkpoint's weights load
             probe.resume(trainer.model, checkpoint.step)
-    try:
-        try:
-            result = trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
-        except FloatingPointError as error:  # talr.losses met a non-finite log-probability in a forward
-            step = trainer.state.global_step
-            raise TrainingDiverged(step + 1, str(error), rule.last_good_step if rule else step) from None
-    except TrainingDiverged as error:
-        if trainer.is_world_process_zero():
-            record_divergence(run_dir, error, {"seed": config.seed, "versions": _versions(), "git": _git_hash(),
-                                               "config": config_to_dict(config)})
-        raise
+    result = _run_trainer(trainer, checkpoint, rule, config)
 
     averaging = AVERAGINGS[config.method.averaging]
     if config.training.save_model and trainer.is_world_process_zero():
