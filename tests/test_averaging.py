@@ -182,5 +182,7 @@ def test_wise_ft_preset_trains_then_averages_the_run(tmp_path, tiny_model_dir):
 
 def test_unreachable_hub_model_is_a_clear_error(tmp_path, tiny_model_dir, monkeypatch):
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)  # read at call time; no network in tests
-    with pytest.raises(AveragingError, match="no-such-org/no-such-model is neither a local folder"):
+    from talr.models import ModelNotFoundError  # talr.models names what was tried, before any download
+
+    with pytest.raises(ModelNotFoundError, match="'no-such-org/no-such-model' not found; tried: .*HF_HUB_OFFLINE"):
         wise_ft("no-such-org/no-such-model", tiny_model_dir, 0.5, tmp_path / "out")

@@ -18,7 +18,7 @@ def test_preset_expands_into_axes_and_can_be_refined(tmp_path):
 
 @pytest.mark.parametrize("raw, key", [
     ({"trainig": {}}, "trainig: unknown key"),
-    ({"training": {"learning_rate": "fast"}}, "training.learning_rate: expected a number"),
+    ({"training": {"learning_rate": "fast"}}, "training.learning_rate: expected a finite number"),
     ({"training": {"per_device_batch_size": 2.5}}, "training.per_device_batch_size: expected an integer"),
     ({"training": {"learning_rate": 0}}, "training.learning_rate: must be positive"),
     ({"talr": {"tau": -1.0}}, "talr.tau"),

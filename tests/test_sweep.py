@@ -111,6 +111,6 @@ def test_plan_writes_each_point_config_for_accelerate(tmp_path, tiny_model_dir):
 
     sweep = load_sweep_config(_sweep_file(tmp_path, tiny_model_dir))
     commands = plan_sweep(sweep)
-    assert len(commands) == 4 and all(c.startswith("accelerate launch -m talr.cli train --config ") for c in commands)
+    assert len(commands) == 4 and all(c.startswith("accelerate launch -m talr.cli train --resume --config ") for c in commands)
     config = load_config(commands[-1].split()[-1])
     assert config.method.loss == "talr" and config.training.learning_rate == 1e-2

@@ -1,5 +1,6 @@
-"""Training-time probes: cheap measurements on small fixed example sets, appended to ``probes.jsonl`` in the run
-directory (one JSON object per line, ``"probe"`` says which).
+"""Training-time callbacks: the divergence check (rule in talr.divergence) and the probes, cheap measurements on
+small fixed example sets appended to ``probes.jsonl`` in the run directory (one JSON object per line, ``"probe"``
+says which).
 
 * ``hard_tokens`` (at the start and at the end of every epoch): on a fixed slice of the training set, the fraction of
   hard tokens (p < 0.2), and the TALR weights of the tokens that were hard at the start. TALR gives hard tokens little
@@ -25,6 +26,7 @@ from transformers import TrainerCallback
 
 from talr import analysis, losses
 from talr.data.formats import DataFormatError, tokenize_examples
+from talr.divergence import DivergenceRule, TrainingDiverged
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +105,16 @@ class HardTokenProbe(TrainerCallback):
                                "examples": len(scores), **record})
         self.last_step = state.global_step
 
+    def resume(self, model, step: int) -> None:
+        """Continue a run resumed at ``step``: ``model`` (the starting model, before the checkpoint's weights load)
+        gives the baseline again; nothing is written until training moves past ``step``."""
+        self.initial = analysis.score_features(model, self.features, self.pad_token_id, self.batch_size)
+        self.last_step = step
+        self.log.started = True
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._measure(model, state)
+        if self.initial is None:  # else resumed: the start was measured by the interrupted run
+            self._measure(model, state)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if state.global_step != self.last_step:
@@ -147,8 +157,16 @@ class CodeLengthProbe(TrainerCallback):
         self.log.write(state, record)
         self.last_step = state.global_step
 
+    def resume(self, model, step: int) -> None:
+        """As :meth:`HardTokenProbe.resume`."""
+        self.initial = {name: analysis.score_features(model, features, self.pad_token_id, self.batch_size)
+                        for name, features in self.sets.items()}
+        self.last_step = step
+        self.log.started = True
+
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self._measure(model, state)
+        if not self.initial:  # else resumed: the start was measured by the interrupted run
+            self._measure(model, state)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every_n_steps == 0 and state.global_step != self.last_step:
@@ -157,6 +175,29 @@ class CodeLengthProbe(TrainerCallback):
     def on_train_end(self, args, state, control, model=None, **kwargs):
         if state.global_step != self.last_step:
             self._measure(model, state)
+
+
+class DivergenceCallback(TrainerCallback):
+    """Applies a :class:`talr.divergence.DivergenceRule` to every training log: raises TrainingDiverged out of
+    ``Trainer.train`` when it fires, and holds back checkpoints while the loss is above the margin."""
+
+    def __init__(self, rule: DivergenceRule):
+        self.rule = rule
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        # A resumed run's log history (restored from the checkpoint) sets the reference and any current streak.
+        for logs in state.log_history:
+            if "loss" in logs:
+                self.rule.observe(int(logs.get("step", 0)), logs)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not logs or "loss" not in logs:
+            return
+        reason = self.rule.observe(state.global_step, logs)
+        if reason is not None:
+            raise TrainingDiverged(state.global_step, reason, self.rule.last_good_step)
+        if self.rule.above:
+            control.should_save = False  # never checkpoint a model the rule already doubts
 
 
 def hold_out(examples: list[dict], count: int, seed: int) -> tuple[list[dict], list[dict], list[int]]:

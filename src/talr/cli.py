@@ -13,7 +13,7 @@ def _train(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)  # fails on a bad key before any model loads
     from talr.trainer import train
 
-    run_dir = train(config)
+    run_dir = train(config, resume=args.resume)
     print(f"Run finished: {run_dir}")
     return 0
 
@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", "-c", help="YAML config (see configs/)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set training.learning_rate=1e-6 (repeatable)")
+    train.add_argument("--resume", action="store_true",
+                       help="continue from the run directory's last checkpoint (from step 0 when it has none)")
     train.set_defaults(func=_train)
 
     data_help = "a JSONL file of chat examples, an Alpaca JSON file, `alpaca`, or a data source NAME[:SPLIT[:FORMAT]]"
@@ -209,12 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from talr.averaging import AveragingError
+    from talr.checkpoints import ResumeError
     from talr.config import ConfigError
     from talr.data.formats import DataFormatError
+    from talr.divergence import TrainingDiverged
+    from talr.locks import FolderLockedError
 
     try:
         return args.func(args)
-    except (ConfigError, DataFormatError, AveragingError, FileNotFoundError, FileExistsError) as err:
+    except TrainingDiverged as err:  # run.json says so; distinct exit status for scripts
+        print(f"talr {args.verb}: error: {err}", file=sys.stderr)
+        return 3
+    except (ConfigError, DataFormatError, AveragingError, ResumeError, FolderLockedError, FileNotFoundError,
+            FileExistsError) as err:
         print(f"talr {args.verb}: error: {err}", file=sys.stderr)
         return 2
 

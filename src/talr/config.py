@@ -1,12 +1,13 @@
 """The run configuration: a YAML file validated against dataclasses before anything heavy loads.
 
-Unknown keys and wrong types fail with the dotted key named (``training.learning_rate: expected a number, got
+Unknown keys and wrong types fail with the dotted key named (``training.learning_rate: expected a finite number, got
 'fast'``). ``--set key.sub=value`` overrides are parsed as YAML scalars and validated the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -121,6 +122,17 @@ class TrainingConfig:
     # The fused head keeps the step's float32 softmax between forward and backward when it fits this many MiB (then
     # TALR costs what cross-entropy costs) and recomputes it otherwise; 0 always recomputes (least memory).
     loss_head_cache_mib: int = 256
+    # Checkpoints (talr.checkpoints): every save_steps optimizer steps (0: none) into run_dir/checkpoints/, keeping
+    # the last save_total_limit (0: all), removed once the run finishes unless keep_checkpoints. 500 is the Trainer's
+    # own default; a multiple of logging_steps keeps a resumed run's metrics.jsonl identical to an uninterrupted one.
+    save_steps: int = 500
+    save_total_limit: int = 1
+    keep_checkpoints: bool = False
+    # Divergence (talr.divergence): a non-finite logged loss or gradient norm stops the run at once; a logged loss
+    # above the first logged loss + divergence_margin (nats) for divergence_patience consecutive logs stops it too.
+    divergence_check: bool = True
+    divergence_margin: float = 3.0
+    divergence_patience: int = 3
 
 
 @dataclass
@@ -206,14 +218,20 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        number = None
         if isinstance(value, str):  # YAML reads 1e-6 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            try:
+                number = float(value)
+            except OverflowError:  # an integer beyond float range
+                pass
+        if number is None or not math.isfinite(number):
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
@@ -247,6 +265,19 @@ def _normalise(raw: dict) -> dict:
     return raw
 
 
+def _check_source(key: str, spec: DatasetSpec) -> None:
+    from talr.data.sources import SOURCES
+
+    module = SOURCES.get(spec.source)
+    if module is None:
+        raise ConfigError(f"{key}.source: unknown data source {spec.source!r} (known: {', '.join(SOURCES)})")
+    if spec.split not in module.SPLITS:
+        raise ConfigError(f"{key}.split: {spec.source} has no split {spec.split!r} (known: {', '.join(module.SPLITS)})")
+    if spec.format is not None and spec.format not in module.FORMATS:
+        raise ConfigError(f"{key}.format: {spec.source} has no format {spec.format!r} "
+                          f"(known: {', '.join(module.FORMATS)})")
+
+
 def validate(config: Config) -> Config:
     """Cross-field checks that the types alone cannot express."""
     axes = {
@@ -275,6 +306,24 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"{key}: must be positive, got {value}")
     if config.training.max_steps <= 0 and not config.training.num_epochs > 0:
         raise ConfigError("training: set num_epochs > 0 or max_steps > 0")
+    from transformers.trainer_utils import SchedulerType
+
+    schedulers = [s.value for s in SchedulerType]
+    if config.training.lr_scheduler not in schedulers:
+        raise ConfigError(f"training.lr_scheduler: unknown scheduler {config.training.lr_scheduler!r} "
+                          f"(known: {', '.join(schedulers)})")
+    if not 0 <= config.training.warmup_ratio < 1:
+        raise ConfigError(f"training.warmup_ratio: must be in [0, 1), got {config.training.warmup_ratio}")
+    for key in ("weight_decay", "max_grad_norm"):
+        if getattr(config.training, key) < 0:
+            raise ConfigError(f"training.{key}: must be >= 0, got {getattr(config.training, key)}")
+    if config.training.torch_threads is not None and config.training.torch_threads <= 0:
+        raise ConfigError(f"training.torch_threads: must be positive, got {config.training.torch_threads}")
+    for key in ("save_steps", "save_total_limit"):
+        if getattr(config.training, key) < 0:
+            raise ConfigError(f"training.{key}: must be >= 0, got {getattr(config.training, key)}")
+    if not config.training.divergence_margin >= 0 or config.training.divergence_patience <= 0:
+        raise ConfigError("training: divergence_margin must be >= 0 and divergence_patience positive")
     if config.training.loss_head_cache_mib < 0:
         raise ConfigError(f"training.loss_head_cache_mib: must be >= 0, got {config.training.loss_head_cache_mib}")
     if config.talr.tau != "median" and not config.talr.tau > 0:
@@ -297,6 +346,9 @@ def validate(config: Config) -> Config:
     domain = config.probes.domain
     if domain is not None and (domain.path is None) == (domain.source is None):
         raise ConfigError("probes.domain: give either a JSONL path or a data source (`source:`), not both or neither")
+    for key, dataset in (("data.train", spec), ("probes.domain", domain)):
+        if dataset is not None and dataset.source is not None:
+            _check_source(key, dataset)
     for key in ("every_n_steps", "batch_size"):
         if not getattr(config.probes, key) > 0:
             raise ConfigError(f"probes.{key}: must be positive, got {getattr(config.probes, key)}")
@@ -314,11 +366,37 @@ def config_from_dict(raw: dict | None) -> Config:
     return validate(build_dataclass(Config, _normalise(raw)))
 
 
+def _yaml_error(where: str, err: yaml.YAMLError) -> ConfigError:
+    """One line: where, line and column, and what YAML objects to."""
+    mark = getattr(err, "problem_mark", None)
+    at = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return ConfigError(f"{where}{at}: invalid YAML ({problem})")
+
+
+def read_yaml_mapping(path: Path, what: str = "config") -> dict:
+    """A YAML file that must hold a mapping (an empty file is an empty one); errors name the file (and line)."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise _yaml_error(str(path), err) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the {what} must be a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: expected key=value")
     key, value = text.split("=", 1)
-    return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
+    try:
+        return key.strip().split("."), yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as err:
+        raise _yaml_error(f"--set {text!r}", err) from None
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -342,10 +420,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: invalid YAML: {err}") from None
+        raw = read_yaml_mapping(path)
     try:
         return config_from_dict(apply_overrides(raw, overrides or []))
     except ConfigError as err:

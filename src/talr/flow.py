@@ -173,3 +173,19 @@ def add_sample_weights(model: torch.nn.Module, tokenizer, examples: Sequence[dic
                                for f, loss, w in zip(features, sample_losses, weights)]}
         Path(run_dir, "flow_weights.json").write_text(json.dumps(summary, indent=1) + "\n")
     return (SAMPLE_WEIGHT,)
+
+
+def restore_sample_weights(features: list[dict], run_dir: str | os.PathLike) -> tuple[str, ...]:
+    """A resumed run's sample weights, read back from the ``flow_weights.json`` it wrote when it started, so it
+    trains on exactly those; returns the batch fields as :func:`add_sample_weights` does, or ``()`` when the file is
+    missing or does not cover these features (then they are computed again)."""
+    path = Path(run_dir, "flow_weights.json")
+    try:
+        stored = {s["index"]: float(s["weight"]) for s in json.loads(path.read_text())["samples"]}
+        weights = [stored[f["index"]] for f in features]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ()
+    for feature, weight in zip(features, weights):
+        feature[SAMPLE_WEIGHT] = weight
+    logger.info("FLOW: sample weights restored from %s", path)
+    return (SAMPLE_WEIGHT,)

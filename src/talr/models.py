@@ -86,11 +86,62 @@ def embedded_model_folder(name: str = DEFAULT_MODEL) -> Path:
     return out
 
 
+class ModelNotFoundError(FileNotFoundError):
+    """A model spec names no model talr can load; the message says what was tried."""
+
+
+def _hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_OFFLINE
+
+
+def _not_found(text: str, hub: str) -> ModelNotFoundError:
+    return ModelNotFoundError(
+        f"model {text!r} not found; tried: an embedded model (known: {', '.join(EMBEDDED_MODELS)}), a run directory "
+        f"or model folder {Path(text).expanduser()} (none), the Hugging Face cache {_hub_cache()} (not there), {hub}")
+
+
+def hub_id_cached(repo_id: str) -> bool:
+    """Whether the local Hugging Face cache holds ``repo_id``'s config (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo_id, name, cache_dir=_hub_cache()), str)
+               for name in ("config.json", "adapter_config.json"))
+
+
+def check_model_spec(spec: str | os.PathLike) -> None:
+    """Fail (ModelNotFoundError, one line) unless ``spec`` can be loaded, before anything heavy loads: an embedded
+    model whose package is installed, a folder, a hub id in the local cache, or else, unless ``HF_HUB_OFFLINE`` is
+    set, a hub id whose config the hub serves (fetched through transformers; the only network use)."""
+    text = str(spec)
+    if text in EMBEDDED_MODELS:
+        embedded_gguf_path(text)
+        return
+    path = resolve_model_path(spec)
+    if Path(path).is_dir() or hub_id_cached(path):
+        return
+    from transformers import AutoConfig
+
+    try:
+        AutoConfig.from_pretrained(path)
+    except OSError as err:
+        raise _not_found(text, f"the hub ({str(err).splitlines()[0]})") from None
+
+
 def resolve_model_path(spec: str | os.PathLike) -> str:
     """Turn a model spec into something ``from_pretrained`` takes.
 
     ``spec`` is an embedded model name, a talr run directory (its ``model/`` folder is used), a local model folder,
-    or a Hugging Face hub id (used as is; loading it needs the network or a filled HF cache).
+    or a Hugging Face hub id (used as is; loading it needs the local HF cache or the network). A hub id is refused
+    (ModelNotFoundError) when it is not a valid repository name, or when it is not cached and ``HF_HUB_OFFLINE`` is
+    set.
     """
     text = str(spec)
     if text in EMBEDDED_MODELS:
@@ -105,6 +156,14 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
         return str(path)
     if text.startswith((".", "/", "~")) or os.sep in text and not _looks_like_hub_id(text):
         raise FileNotFoundError(f"Model folder {text} does not exist")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        raise _not_found(text, "the hub (not a valid repository id)") from None
+    if _hub_offline() and not hub_id_cached(text):
+        raise _not_found(text, "the hub (not asked: HF_HUB_OFFLINE is set)")
     return text
 
 
@@ -141,6 +200,7 @@ def load_model(spec: str | os.PathLike = DEFAULT_MODEL, *, dtype: torch.dtype | 
     """
     from transformers import AutoModelForCausalLM
 
+    check_model_spec(spec)
     path = resolve_model_path(spec)
     adapter = _adapter_config(path)
     if adapter is not None:

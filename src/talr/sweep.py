@@ -10,8 +10,10 @@ Layout under ``<out_dir>/<name>/``::
 
 A grid point is finished when its ``run.json`` says so and its ``eval/results.json`` holds every task. Both files
 are written atomically (temp file + rename), so a kill at any moment leaves either a finished point, which is
-skipped on the next run, or an unfinished one, which is redone (a training run from scratch; an evaluation from
-the samples already written).
+skipped on the next run, or an unfinished one, which is resumed (training from its last checkpoint, see
+talr.checkpoints; an evaluation from the samples already written). A point whose training diverged
+(talr.divergence) is recorded as such in ``run.json`` and ``point.json``, not evaluated, and skipped by later runs.
+One process works in a sweep folder at a time (``sweep.lock``, talr.locks).
 """
 
 from __future__ import annotations
@@ -26,10 +28,13 @@ from typing import Literal
 
 import yaml
 
-from talr.config import Config, ConfigError, build_dataclass, apply_overrides, config_from_dict
+from talr.config import Config, ConfigError, build_dataclass, apply_overrides, config_from_dict, read_yaml_mapping
+from talr.locks import FolderLock
 from talr.methods import PRESETS
 
 logger = logging.getLogger(__name__)
+
+LOCK_FILE = "sweep.lock"  # in the sweep folder while a `talr sweep` works there
 
 
 @dataclass
@@ -96,10 +101,11 @@ def load_sweep_config(path: str | Path, overrides: list[str] | None = None) -> S
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep config {path} does not exist")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the sweep config must be a mapping")
-    raw = apply_overrides(raw, overrides or [])
+    raw = read_yaml_mapping(path, "sweep config")
+    try:
+        raw = apply_overrides(raw, overrides or [])
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
     try:
         train = raw.pop("train", {}) or {}
         sweep = build_dataclass(SweepConfig, raw)
@@ -151,20 +157,28 @@ def validate_sweep(sweep: SweepConfig) -> None:
     if unknown:
         raise ConfigError(f"eval: unknown task(s) {', '.join(unknown)} (known: {', '.join(sorted(TASKS))})")
     points = grid_points(sweep)
+    from talr.models import check_model_spec
+
+    check_model_spec(points[0].config.model)
     # load the training data once now, so a missing file fails before hours of training
     from talr.data import load_train_examples
 
     load_train_examples(points[0].config.data.train, seed=points[0].seed)
 
 
-def _run_finished(run_dir: Path) -> bool:
+def _run_status(run_dir: Path) -> str | None:
+    """``run.json``'s status ("finished", "diverged"), or None for a run not done (or never started)."""
     from talr.evaluation.results import read_json
 
     path = run_dir / "run.json"
     try:
-        return path.is_file() and read_json(path).get("status") == "finished"
+        return read_json(path).get("status") if path.is_file() else None
     except ValueError:
-        return False
+        return None
+
+
+def _run_finished(run_dir: Path) -> bool:
+    return _run_status(run_dir) == "finished"
 
 
 def _eval_finished(eval_dir: Path, tasks: list[str]) -> bool:
@@ -199,20 +213,49 @@ def plan_sweep(sweep: SweepConfig) -> list[str]:
     from talr.config import save_config
 
     commands = []
-    for point in grid_points(sweep):
-        run_dir = Path(point.config.output_dir)
-        if _run_finished(run_dir):
-            continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(point.config, run_dir / "config.yaml")
-        commands.append(f"accelerate launch -m talr.cli train --config {run_dir / 'config.yaml'}")
+    with FolderLock(sweep.root / LOCK_FILE, "another talr sweep"):
+        for point in grid_points(sweep):
+            run_dir = Path(point.config.output_dir)
+            if _run_status(run_dir) is not None:  # finished or diverged
+                continue
+            run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(point.config, run_dir / "config.yaml")
+            commands.append(f"accelerate launch -m talr.cli train --resume --config {run_dir / 'config.yaml'}")
     return commands
 
 
 def run_sweep(sweep: SweepConfig) -> Path:
-    """Run (or resume) every grid point; returns the sweep directory."""
+    """Run (or resume) every grid point; returns the sweep directory. Refuses (talr.locks.FolderLockedError) a
+    sweep folder another live process is working in."""
+    with FolderLock(sweep.root / LOCK_FILE, "another talr sweep"):
+        return _run_sweep(sweep)
+
+
+def _train_point(point: GridPoint, run_dir: Path) -> bool:
+    """Train (or resume) a point; False when it diverged (recorded in run.json and point.json)."""
+    from talr.checkpoints import ResumeError
+    from talr.divergence import TrainingDiverged
     from talr.trainer import train
 
+    status = _run_status(run_dir)
+    try:
+        if status is None:
+            try:
+                train(point.config, resume=True)
+            except ResumeError as err:  # the sweep's config changed since this point started
+                logger.warning("%s; training %s from step 0", err, point.name)
+                train(point.config)
+        elif status != "finished":
+            logger.warning("%s: %s earlier (run.json); skipped", point.name, status)
+            return False
+    except TrainingDiverged as err:
+        logger.warning("%s: %s; the sweep goes on without it", point.name, err)
+        _write_point(run_dir, point, status="diverged", diverged_at_step=err.step)
+        return False
+    return True
+
+
+def _run_sweep(sweep: SweepConfig) -> Path:
     points = grid_points(sweep)
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
@@ -228,10 +271,8 @@ def run_sweep(sweep: SweepConfig) -> Path:
     for number, point in enumerate(points, start=1):
         run_dir = Path(point.config.output_dir)
         logger.info("[%d/%d] %s", number, len(points), point.name)
-        if not _run_finished(run_dir):
-            if run_dir.exists():  # a half-written run: start it again from scratch
-                shutil.rmtree(run_dir)
-            train(point.config)
+        if not _train_point(point, run_dir):
+            continue
         _write_point(run_dir, point)
         _evaluate(run_dir, run_dir / "eval", sweep)
         if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods:

@@ -3,9 +3,11 @@ turns a :class:`talr.config.Config` into a finished run directory.
 
 Run directory layout: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one line per logging step), ``model/``
 (safetensors + tokenizer), ``run.json`` (versions, seed, git hash, wall time, device, throughput, peak memory). A run
-is finished when ``run.json`` has ``"status": "finished"``. Method extras (docs/methods.md): a LoRA run's ``model/``
-is the adapter and ``merged/`` the merged model; with post-hoc averaging ``model/`` is the average and ``finetuned/``
-the trained weights; FLOW writes its sample weights to ``flow_weights.json``.
+is finished when ``run.json`` has ``"status": "finished"`` (``"diverged"``: stopped by talr.divergence); while it
+trains, ``checkpoints/`` holds what ``train(..., resume=True)`` continues from (talr.checkpoints). Method extras
+(docs/methods.md): a LoRA run's ``model/`` is the adapter and ``merged/`` the merged model; with post-hoc averaging
+``model/`` is the average and ``finetuned/`` the trained weights; FLOW writes its sample weights to
+``flow_weights.json``.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from talr import __version__, flow, losses
 from talr.adapters import is_peft_model, save_merged
-from talr.callbacks import build_probes
+from talr.callbacks import DivergenceCallback, build_probes
+from talr.checkpoints import CHECKPOINTS_DIR, prepare_resume, remove_checkpoints, start_fresh
 from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.divergence import TrainingDiverged, divergence_rule, record_divergence
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
-from talr.models import load_model
+from talr.models import check_model_spec, load_model
 from talr.precision import autocast_name, log_startup, precision_record, resolve_autocast
 from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights, weighting_scope
 
@@ -235,7 +239,7 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     use_cuda = torch.cuda.is_available()
     autocast = resolve_autocast(t.autocast)
     return TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
+        output_dir=str(run_dir / CHECKPOINTS_DIR),
         learning_rate=t.learning_rate,
         num_train_epochs=t.num_epochs,
         max_steps=t.max_steps,
@@ -247,7 +251,10 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
         max_grad_norm=t.max_grad_norm,
         logging_steps=t.logging_steps,
         logging_first_step=True,
-        save_strategy="no",
+        save_strategy="steps" if t.save_steps else "no",
+        save_steps=t.save_steps or None,
+        save_total_limit=t.save_total_limit or None,
+        logging_nan_inf_filter=False,  # a non-finite loss must reach the log (talr.divergence), not be averaged away
         report_to="none",
         seed=config.seed,
         data_seed=config.seed,
@@ -266,15 +273,41 @@ def _write_json(path: Path, data: dict) -> None:
     os.replace(tmp, path)
 
 
-def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+def _run_trainer(trainer: TalrTrainer, checkpoint, rule, config: Config):
+    """``trainer.train()``, from ``checkpoint`` when there is one; a divergence is recorded (talr.divergence) and
+    raised again."""
+    try:
+        try:
+            return trainer.train(resume_from_checkpoint=str(checkpoint.path) if checkpoint else None)
+        except FloatingPointError as error:  # talr.losses met a non-finite log-probability in a forward
+            step = trainer.state.global_step
+            raise TrainingDiverged(step + 1, str(error), rule.last_good_step if rule else step) from None
+    except TrainingDiverged as error:
+        if trainer.is_world_process_zero():
+            record_divergence(Path(config.output_dir), error, {
+                "seed": config.seed, "versions": _versions(), "git": _git_hash(), "config": config_to_dict(config)})
+        raise
+
+
+def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: bool = False) -> Path:
     """Train one run described by ``config`` and return its run directory; ``callbacks`` are added to the
-    Trainer's (e.g. a benchmark's step timer)."""
+    Trainer's (e.g. a benchmark's step timer). ``resume``: continue from the run directory's last complete
+    checkpoint (talr.checkpoints; from step 0 when there is none). Raises TrainingDiverged (talr.divergence) after
+    marking the run diverged."""
     started = time.time()
+    check_model_spec(config.model)  # an unknown model fails before anything is written or loaded
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    main_process = os.environ.get("RANK", "0") == "0"  # under accelerate/torchrun only rank 0 edits the folder
+    checkpoint = prepare_resume(config_to_dict(config), run_dir, edit=main_process) if resume else None
+    if checkpoint is None and main_process:
+        start_fresh(run_dir)
+    if config.training.save_steps % config.training.logging_steps:
+        logger.warning("training.save_steps (%d) is not a multiple of training.logging_steps (%d): after a resume "
+                       "the first metrics.jsonl row averages only the steps since the checkpoint",
+                       config.training.save_steps, config.training.logging_steps)
     save_config(config, run_dir / "config.yaml")
     metrics_path = run_dir / "metrics.jsonl"
-    metrics_path.unlink(missing_ok=True)
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
     set_seed(config.seed)
@@ -289,22 +322,28 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
 
     side_fields: tuple[str, ...] = ()
     if config.method.loss == "flow":  # static sample weights from the base model, before any adapter
-        side_fields = flow.add_sample_weights(model, tokenizer, examples, features, config, run_dir)
+        restored = checkpoint is not None and flow.restore_sample_weights(features, run_dir)
+        side_fields = restored or flow.add_sample_weights(model, tokenizer, examples, features, config, run_dir)
     model = ADAPTERS[config.method.adapter](model, config)
     regularizer = REGULARIZERS[config.method.regularizer](model, config)
     args = training_arguments(config, run_dir)
+    rule = divergence_rule(config)
     trainer = TalrTrainer(
         model=model,
         args=args,
         train_dataset=features,
         data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=side_fields),
         processing_class=tokenizer,
-        callbacks=[MetricsFileCallback(metrics_path), *probe_callbacks, *callbacks],
+        callbacks=[MetricsFileCallback(metrics_path), *([DivergenceCallback(rule)] if rule else []),
+                   *probe_callbacks, *callbacks],
         run_config=config,
         regularizer=regularizer,
         side_fields=side_fields,
     )
-    result = trainer.train()
+    if checkpoint is not None:
+        for probe in probe_callbacks:  # baselines from the starting model, before the checkpoint's weights load
+            probe.resume(trainer.model, checkpoint.step)
+    result = _run_trainer(trainer, checkpoint, rule, config)
 
     averaging = AVERAGINGS[config.method.averaging]
     if config.training.save_model and trainer.is_world_process_zero():
@@ -330,10 +369,13 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
             "wall_time_s": round(time.time() - started, 2),
             "train_runtime_s": result.metrics.get("train_runtime"),
             "global_steps": result.global_step,
+            "resumed_from_step": checkpoint.step if checkpoint else None,
             "final_train_loss": result.training_loss,
             "mean_tokens_per_s": sum(throughput) / len(throughput) if throughput else None,
             "peak_rss_mib": round(_peak_rss_mib(), 1),
             "data": {"source": source, **token_stats.as_dict()},
             "config": config_to_dict(config),
         })
+        if not config.training.keep_checkpoints:
+            remove_checkpoints(run_dir)
     return run_dir

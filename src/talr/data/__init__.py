@@ -20,10 +20,16 @@ def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
             chosen = sorted(random.Random(seed).sample(range(len(examples)), spec.limit))
             examples = [examples[i] for i in chosen]
         return examples, str(spec.path)
+    from talr.data.formats import DataFormatError
     from talr.data.sources import load_sft_examples
 
-    examples = load_sft_examples(
-        spec.source, split=spec.split, fmt=spec.format, limit=spec.limit, seed=seed,
-        data_dir=Path(spec.data_dir) if spec.data_dir else None,
-    )
+    try:
+        examples = load_sft_examples(
+            spec.source, split=spec.split, fmt=spec.format, limit=spec.limit, seed=seed,
+            data_dir=Path(spec.data_dir) if spec.data_dir else None,
+        )
+    except DataFormatError:
+        raise
+    except ValueError as err:  # the source readers' errors name the file and line (talr.data.rows)
+        raise DataFormatError(str(err)) from None
     return examples, f"{spec.source}:{spec.split}" + (f":{spec.format}" if spec.format else "")

@@ -32,6 +32,14 @@ def _where(source: str, line: int | None) -> str:
     return f"{source}:{line}" if line is not None else source
 
 
+def _check_text(text: str, what: str) -> None:
+    # JSON can spell a lone UTF-16 surrogate ("\ud800"), which no tokenizer can encode
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataFormatError(f"{what} is not valid Unicode (a lone surrogate)") from None
+
+
 def validate_example(example: Any, source: str = "<examples>", line: int | None = None) -> list[dict[str, str]]:
     """Check one example and return it as a list of chat messages."""
     where = _where(source, line)
@@ -50,6 +58,7 @@ def validate_example(example: Any, source: str = "<examples>", line: int | None 
                 )
             if not isinstance(message["content"], str):
                 raise DataFormatError(f"{where}: messages[{k}].content must be a string")
+            _check_text(message["content"], f"{where}: messages[{k}].content")
         if not any(m["role"] == "assistant" for m in messages):
             raise DataFormatError(f"{where}: no assistant message, so nothing to learn from")
         return [{"role": m["role"], "content": m["content"]} for m in messages]
@@ -57,6 +66,7 @@ def validate_example(example: Any, source: str = "<examples>", line: int | None 
         for key in ("prompt", "completion"):
             if not isinstance(example.get(key), str):
                 raise DataFormatError(f"{where}: '{key}' is missing or not a string")
+            _check_text(example[key], f"{where}: '{key}'")
         return [{"role": "user", "content": example["prompt"]}, {"role": "assistant", "content": example["completion"]}]
     raise DataFormatError(f"{where}: expected a 'messages' list or 'prompt' and 'completion' fields")
 
@@ -67,14 +77,20 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"Training data file {path} does not exist")
     examples = []
-    with path.open(encoding="utf-8") as handle:
-        for number, text in enumerate(handle, start=1):
+    with path.open("rb") as handle:  # bytes, so a decoding error is pinned to its line
+        for number, line in enumerate(handle, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DataFormatError(f"{path}:{number}: not UTF-8 text") from None
             if not text.strip():
                 continue
             try:
                 example = json.loads(text)
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+            except RecursionError:
+                raise DataFormatError(f"{path}:{number}: JSON nested too deeply") from None
             validate_example(example, str(path), number)
             examples.append(example)
     if not examples:

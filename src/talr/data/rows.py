@@ -23,14 +23,20 @@ def require_file(path: Path) -> Path:
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
     """Yield (line number, object) for each non-blank line; a line that is not a JSON object is an error."""
-    with require_file(path).open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    with require_file(path).open("rb") as handle:  # bytes, so a decoding error is pinned to its line
+        for line_no, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{line_no}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{line_no}: malformed JSON ({err.msg})") from None
+            except RecursionError:
+                raise ValueError(f"{path}:{line_no}: JSON nested too deeply") from None
             if not isinstance(row, dict):
                 raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
             yield line_no, row
@@ -41,14 +47,21 @@ def iter_csv(path: Path) -> Iterator[tuple[int, dict]]:
     csv.field_size_limit(max(csv.field_size_limit(), _CSV_FIELD_LIMIT))
     with require_file(path).open(encoding="utf-8", newline="") as handle:
         reader = csv.DictReader(handle)
-        if not reader.fieldnames:
-            raise ValueError(f"{path}:1: empty file, expected a header line")
-        start = reader.line_num + 1
-        for row in reader:
-            if None in row or any(value is None for value in row.values()):
-                raise ValueError(f"{path}:{start}: record does not have the header's {len(reader.fieldnames)} fields")
-            yield start, row
+        start = 1
+        try:
+            if not reader.fieldnames:
+                raise ValueError(f"{path}:1: empty file, expected a header line")
             start = reader.line_num + 1
+            for row in reader:
+                if None in row or any(value is None for value in row.values()):
+                    raise ValueError(f"{path}:{start}: record does not have the header's {len(reader.fieldnames)} "
+                                     "fields")
+                yield start, row
+                start = reader.line_num + 1
+        except UnicodeDecodeError:  # decoded in blocks: the record where it surfaced, not the exact line
+            raise ValueError(f"{path}:{start}: not UTF-8 text") from None
+        except csv.Error as err:
+            raise ValueError(f"{path}:{start}: malformed CSV ({err})") from None
 
 
 def missing_fields(row: dict, fields: tuple[str, ...]) -> list[str]:
