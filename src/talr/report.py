@@ -158,7 +158,7 @@ def paired_stderr(sweep: Sweep, a: Point, b: Point, side: str, kind: str) -> flo
     per-item differences (code length: the difference of pooled bits per token, a ratio of sums with the shared
     token counts) — much smaller than combining the two points' own errors, which ignores that they share items.
     None where a samples file is missing (e.g. seed-averaged points)."""
-    from talr.analysis import ratio_of_sums_with_se
+    from talr.stats import ratio_of_sums_with_se
 
     tasks = sweep.domain if side == "domain" else sweep.general
     tasks = sweep.score_tasks(tasks) if kind == "score" else sweep.bits_tasks(tasks)
@@ -472,7 +472,7 @@ def guidelines(sweep: Sweep) -> list[str]:
 def signal_agreement(sweep: Sweep) -> list[str]:
     """How well the cheap general signal (code length, no generation) ranks the points like the generation-based
     general scores do: Spearman's rho over every evaluated point, the base model included (its -Delta L is 0)."""
-    from talr.analysis import spearman
+    from talr.stats import spearman
 
     if not sweep.score_tasks(sweep.general) or not sweep.bits_tasks(sweep.general) or sweep.base is None:
         return []
