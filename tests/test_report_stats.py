@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from talr import report, stats
-from talr.report_data import baseline, grouped_points, item_matrix, task_stderr
+from talr.report_data import NO_LABEL, baseline, grouped_points, item_matrix, task_stderr
 from talr.sweep_record import write_record
 
 GOLD = ["Irrelevant"] * 8 + ["Exact"] * 6 + ["Substitute"] * 4 + ["Complement"] * 2  # majority: 8 / 20
@@ -141,6 +141,11 @@ def test_evaluator_baselines_in_results_json_are_used(esci_sweep):
     assert sweep.metric_names["esci"] == "acc,none" and point.scores["esci"] == 0.6
     b = baseline(sweep, point, "esci")
     assert (b.chance, b.majority, b.majority_label, b.collapsed) == (0.25, 0.5, "Exact", "Exact")
+    # a model that answers nothing usable has collapsed too: onto "no label"
+    results["results"]["esci"]["pred_distribution"] = {"None": 19, "Exact": 1}
+    path.write_text(json.dumps(results))
+    sweep = report.load_sweep(esci_sweep)
+    assert baseline(sweep, next(p for p in sweep.points if p.name == point.name), "esci").collapsed == NO_LABEL
 
 
 def test_no_gain_points_are_kept_off_the_front_and_out_of_the_matched_gain(esci_sweep):

@@ -32,7 +32,8 @@ RECORD_RESULTS = "results.json"
 RECORD_SAMPLES = "samples.jsonl.gz"
 PROBES_FILE = "probes.jsonl"
 BASELINE_METRICS = ("chance", "majority")  # results.json entries the evaluator adds next to a task's own metrics
-MAX_LABELS = 10  # a task whose targets take at most this many values (and fewer than half the items) is a label task
+MAX_LABELS = 10
+NO_LABEL = "(no label extracted)"  # a task whose targets take at most this many values (and fewer than half the items) is a label task
 
 
 @dataclass
@@ -367,11 +368,8 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
     label_task = hashable and not multiple_choice and len(labels) <= min(MAX_LABELS, len(rows) / 2)
     if "majority,none" in metrics:
         distribution = metrics.get("pred_distribution") or (stats.label_distribution(preds) if rows else {})
-        counts = list(distribution.values())
-        share_label = next(iter(distribution), None)
-        collapsed = share_label if counts and max(counts) >= stats.COLLAPSE_THRESHOLD * sum(counts) else None
         return Baseline(metrics.get("chance,none"), metrics["majority,none"], metrics.get("majority_label"),
-                        metrics.get("macro_f1,none"), distribution, collapsed)
+                        metrics.get("macro_f1,none"), distribution, _collapsed_label(distribution))
     if not (multiple_choice or label_task):
         return None
     if multiple_choice:
@@ -383,4 +381,15 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
     f1 = metrics.get("macro_f1,none")
     if f1 is None and label_task:
         f1 = stats.macro_f1(gold, preds)
-    return Baseline(chance, rate, label, f1, stats.label_distribution(preds), stats.collapsed(preds))
+    distribution = stats.label_distribution(preds)
+    return Baseline(chance, rate, label, f1, distribution, _collapsed_label(distribution))
+
+
+def _collapsed_label(distribution: dict):
+    """The label >= COLLAPSE_THRESHOLD of the predictions share, NO_LABEL when that is "nothing extracted" (a None
+    prediction, "None"/"null" as a JSON key), else None."""
+    counts = list(distribution.values())
+    if not counts or max(counts) < stats.COLLAPSE_THRESHOLD * sum(counts):
+        return None
+    label = max(distribution, key=distribution.get)
+    return NO_LABEL if label in (None, "None", "null") else label
