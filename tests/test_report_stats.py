@@ -164,6 +164,8 @@ def test_no_gain_points_are_kept_off_the_front_and_out_of_the_matched_gain(esci_
 
 
 def test_record_round_trip_recomputes_the_same_numbers(esci_sweep, tmp_path):
+    (esci_sweep / "runs" / "talr_lr5e-05_seed0" / "probes.jsonl").write_text(_probes([0, 1, 2], [0, 0.01, 0.02]))
+    (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "probes.jsonl").write_text(_probes([0, 1.5, 3], [0, 0.03, 0.06]))
     record = tmp_path / "record"
     record.mkdir()
     shutil.copy(esci_sweep / "sweep.yaml", record)
@@ -176,11 +178,24 @@ def test_record_round_trip_recomputes_the_same_numbers(esci_sweep, tmp_path):
     assert report.baseline_lines(copied) == report.baseline_lines(original)
     assert report.guidelines(copied) == report.guidelines(original)
     assert report.tables(copied) == report.tables(original)
+    assert report.matched_gain_lines(copied) == report.matched_gain_lines(original) != []
     # the same bytes for the same samples (no timestamp in the gzip header)
     before = (record / "samples.jsonl.gz").read_bytes()
     write_record(esci_sweep, record)
     assert (record / "samples.jsonl.gz").read_bytes() == before
     assert "## Training curves" not in report.write_report(record).read_text()  # no run logs in a record
+
+
+def test_a_bad_record_line_is_named(esci_sweep, tmp_path):
+    record = tmp_path / "record"
+    record.mkdir()
+    shutil.copy(esci_sweep / "sweep.yaml", record)
+    write_record(esci_sweep, record)
+    with gzip.open(record / "samples.jsonl.gz", "at") as handle:
+        handle.write('{"task": "esci"}\n')  # no point
+    lines = gzip.open(record / "samples.jsonl.gz", "rt").read().count("\n")
+    with pytest.raises(ValueError, match=f"samples.jsonl.gz: line {lines}: 'point'"):
+        report.load_sweep(record)
 
 
 def test_a_record_without_samples_says_so(esci_sweep, tmp_path):
@@ -194,13 +209,16 @@ def test_a_record_without_samples_says_so(esci_sweep, tmp_path):
     assert "unpaired: difference" in text and "paired: difference" not in text.replace("unpaired: difference", "")
 
 
-def test_matched_gain_along_the_probes(esci_sweep):
-    def probes(gains, costs):
-        return "".join(json.dumps({"probe": "codelength", "step": 10 * i, "domain_delta_bits_per_token": -g,
-                                   "domain_delta_bits_per_token_se": 0.01, "general_delta_bits_per_token": c,
-                                   "general_delta_bits_per_token_se": 0.002}) + "\n"
-                       for i, (g, c) in enumerate(zip(gains, costs)))
+def _probes(gains, costs):
+    """probes.jsonl lines of a run whose probes measured these domain gains and general costs (bits/token)."""
+    return "".join(json.dumps({"probe": "codelength", "step": 10 * i, "domain_delta_bits_per_token": -g,
+                               "domain_delta_bits_per_token_se": 0.01, "general_delta_bits_per_token": c,
+                               "general_delta_bits_per_token_se": 0.002}) + "\n"
+                   for i, (g, c) in enumerate(zip(gains, costs)))
 
+
+def test_matched_gain_along_the_probes(esci_sweep):
+    probes = _probes
     (esci_sweep / "runs" / "talr_lr5e-05_seed0" / "probes.jsonl").write_text(probes([0, 1, 2], [0, 0.01, 0.02]))
     (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "probes.jsonl").write_text(probes([0, 1.5, 3], [0, 0.03, 0.06]))
     lines = "\n".join(report.matched_gain_lines(report.load_sweep(esci_sweep)))

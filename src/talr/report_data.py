@@ -27,6 +27,7 @@ import yaml
 from talr import stats
 from talr.data.rows import iter_jsonl
 from talr.evaluation.metrics import stderr_key
+from talr.evaluation.results import read_json
 
 RECORD_RESULTS = "results.json"
 RECORD_SAMPLES = "samples.jsonl.gz"
@@ -165,7 +166,7 @@ def read_run_dir(directory: Path, meta: dict, info: dict) -> Point | None:
     results_path = directory / "eval" / "results.json"
     if not results_path.is_file():
         return None
-    point = _point_from_results(json.loads(results_path.read_text()), meta, directory, info)
+    point = _point_from_results(read_json(results_path), meta, directory, info)
     for task in point.scores:
         path = directory / "eval" / f"samples_{task}.jsonl"
         if path.is_file():
@@ -176,7 +177,7 @@ def read_run_dir(directory: Path, meta: dict, info: dict) -> Point | None:
 
 
 def _read_record(root: Path, info: dict) -> tuple[Point | None, list[Point]]:
-    record = json.loads((root / RECORD_RESULTS).read_text())
+    record = read_json(root / RECORD_RESULTS)
     samples: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     if (root / RECORD_SAMPLES).is_file():
         with gzip.open(root / RECORD_SAMPLES, "rt", encoding="utf-8") as handle:
@@ -212,7 +213,7 @@ def load_sweep(root: str | Path) -> Sweep:
         layout = "runs"
         base = read_run_dir(root / "base", {"name": "base", "method": "base"}, info)
         points = [p for path in sorted((root / "runs").glob("*/point.json"))
-                  if (p := read_run_dir(path.parent, json.loads(path.read_text()), info)) is not None]
+                  if (p := read_run_dir(path.parent, read_json(path), info)) is not None]
     elif (root / RECORD_RESULTS).is_file():
         layout = "record"
         base, points = _read_record(root, info)

@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from talr.evaluation.results import atomic_write_bytes, atomic_write_json
+from talr.evaluation.results import atomic_write_bytes, atomic_write_json, read_json
 from talr.report_data import RECORD_RESULTS, RECORD_SAMPLES, read_run_dir
 
 
@@ -22,14 +22,14 @@ def write_record(root: str | Path, out: str | Path | None = None) -> tuple[Path,
     info: dict = {"higher": {}, "names": {}, "budgets": {}}
     entries = {"base": (root / "base", {"name": "base", "method": "base"})}
     for point_json in sorted((root / "runs").glob("*/point.json")):
-        entries[point_json.parent.name] = (point_json.parent, json.loads(point_json.read_text()))
+        entries[point_json.parent.name] = (point_json.parent, read_json(point_json))
     results, lines = {}, []
     for name, (directory, meta) in entries.items():
         path = directory / "eval" / "results.json"
         if not path.is_file():
             continue
         point = read_run_dir(directory, meta, info)
-        results[name] = {"point": meta, "results": json.loads(path.read_text()), "probes": point.probes}
+        results[name] = {"point": meta, "results": read_json(path), "probes": point.probes}
         for task, rows in point.samples.items():
             lines += [json.dumps({"point": name, "task": task, **row}, ensure_ascii=False) for row in rows]
     buffer = io.BytesIO()
