@@ -245,3 +245,14 @@ def test_sweep_warns_when_the_planned_items_cannot_detect_the_difference_that_ma
     assert not any(line.startswith("arc_easy") for line in power_warnings(sweep))
     sweep.eval.min_difference = None
     assert power_warnings(sweep) == []
+
+
+def test_matched_gain_is_not_tested_when_the_gains_do_not_overlap(esci_sweep):
+    """Every TALR and SFT point below the majority rate: no curve beyond the base model, so no matched-gain verdict."""
+    for name in ("talr_lr5e-05_seed0", "talr_lr5e-05_seed1"):
+        shutil.rmtree(esci_sweep / "runs" / name / "eval")
+        _write_point(esci_sweep / "runs" / name, ["Irrelevant"] * 20, 9, 1.02, 0.0)
+    lines = report.guidelines(report.load_sweep(esci_sweep))
+    assert ("- **TALR vs SFT at matched domain gain**: not tested — the two methods' domain gains do not overlap, "
+            "or are no gains.") in lines
+    assert not any("general cost TALR" in line for line in lines)

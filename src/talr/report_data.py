@@ -33,8 +33,8 @@ RECORD_RESULTS = "results.json"
 RECORD_SAMPLES = "samples.jsonl.gz"
 PROBES_FILE = "probes.jsonl"
 BASELINE_METRICS = ("chance", "majority")  # results.json entries the evaluator adds next to a task's own metrics
-MAX_LABELS = 10
-NO_LABEL = "(no label extracted)"  # a task whose targets take at most this many values (and fewer than half the items) is a label task
+MAX_LABELS = 10  # a task whose targets take at most this many values (and fewer than half the items) is a label task
+NO_LABEL = "(no label extracted)"  # what a collapse onto None predictions is reported as
 
 
 @dataclass
