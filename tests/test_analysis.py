@@ -188,46 +188,6 @@ def test_talr_token_weights_match_the_formula_per_micro_batch(group_size):
             np.testing.assert_allclose(got, want, rtol=1e-5)  # talr_weights works in float32
 
 
-def test_mean_with_se_matches_statistics_module():
-    x = np.random.default_rng(0).normal(3, 2, size=50)
-    mean, se = analysis.mean_with_se(x)
-    assert mean == pytest.approx(statistics.fmean(x))
-    assert se == pytest.approx(statistics.stdev(x) / math.sqrt(50))
-    assert math.isnan(analysis.mean_with_se(np.array([1.0]))[1])
-
-
-def test_ratio_of_sums_se_agrees_with_the_jackknife():
-    rng = np.random.default_rng(1)
-    tokens = rng.integers(5, 200, size=400).astype(float)
-    bits = tokens * rng.gamma(4, 0.5, size=400) + rng.normal(0, 5, size=400)
-    ratio, se = analysis.ratio_of_sums_with_se(bits, tokens)
-    assert ratio == pytest.approx(bits.sum() / tokens.sum())
-    n = bits.size
-    leave_one_out = np.array([(bits.sum() - bits[i]) / (tokens.sum() - tokens[i]) for i in range(n)])
-    jackknife = math.sqrt((n - 1) / n * ((leave_one_out - leave_one_out.mean()) ** 2).sum())
-    assert se == pytest.approx(jackknife, rel=0.02)
-
-
-def test_spearman_matches_scipy_including_ties():
-    from itertools import permutations
-
-    from scipy import stats
-
-    rng = np.random.default_rng(3)
-    x = rng.integers(0, 4, 9).astype(float)  # ties
-    y = x + rng.normal(0, 1.5, 9)
-    rho, _ = analysis.spearman(x, y)
-    assert rho == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
-    # brute force over all 7! pairings of a 7-point sample gives the exact permutation p-value
-    a, b = [1.0, 2, 3, 4, 5, 6, 7], [2.0, 1, 4, 3, 7, 5, 6]
-    rho_ab, p_ab = analysis.spearman(a, b, permutations=50_000)
-    exact = np.mean([abs(stats.spearmanr(a, perm).statistic) >= rho_ab - 1e-12 for perm in permutations(b)])
-    assert p_ab == pytest.approx(exact, abs=0.01)
-    assert analysis.average_ranks([3, 1, 3, 2]).tolist() == [3.5, 1.0, 3.5, 2.0]
-    with pytest.raises(ValueError, match="equal length"):
-        analysis.spearman([1, 2], [1, 2])
-
-
 def test_compare_code_lengths_uses_paired_differences_in_bits():
     a = _random_scores(0, n=9)
     b = _random_scores(1, n=9, same_ids_as=a)
@@ -244,20 +204,6 @@ def test_compare_code_lengths_uses_paired_differences_in_bits():
     tokens_a = sum(x.logp.size for x, _ in pairs)
     assert result["bits_per_token_b"] == pytest.approx(sum(bits_b) / sum(y.logp.size for _, y in pairs))
     assert result["delta_bits_per_token"] == pytest.approx(sum(diffs) / tokens_a)
-
-
-def test_cost_per_gain_is_the_ratio_with_a_first_order_error():
-    ratio, se = analysis.cost_per_gain(0.6, 0.1, -2.0, 0.3)
-    assert ratio == pytest.approx(0.3)
-
-    def f(d1, d2):
-        return d1 / -d2
-
-    h = 1e-6
-    g1 = (f(0.6 + h, -2.0) - f(0.6 - h, -2.0)) / (2 * h)
-    g2 = (f(0.6, -2.0 + h) - f(0.6, -2.0 - h)) / (2 * h)
-    assert se == pytest.approx(math.sqrt((g1 * 0.1) ** 2 + (g2 * 0.3) ** 2), rel=1e-6)
-    assert analysis.cost_per_gain(0.0, 0.1, -2.0, 0.3) == pytest.approx((0.0, 0.05))
 
 
 def test_load_chat_examples_reads_alpaca_json_and_jsonl(tmp_path):

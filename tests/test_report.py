@@ -54,16 +54,18 @@ def test_guidelines_state_the_measured_changes(sweep_dir):
     lines = "\n".join(report.guidelines(report.load_sweep(sweep_dir)))
     # sft: general -2.0 points at the small lr, -20.0 at the large one; domain +20.0 and +50.0
     assert "**sft, learning rate**: at lr 2e-06 the general side changed -2.0 points (domain +20.0)" in lines
-    # 2 SE of the sft difference: 2 * sqrt(.48 * .52 / 99 + .3 * .7 / 99) = 13.6 points < 18 points
-    assert ("at lr 5e-05 it changed -20.0 (domain +50.0) (the general difference is beyond two standard errors, 13.6 "
-            "points, unpaired): consistent with guideline 1") in lines
-    # talr: 9 points apart, 2 SE = 14.1 points, so no verdict either way
-    assert "it changed -10.0 (domain +40.0) (the general difference is within two standard errors, 14.1" in lines
-    # at 5e-5 TALR kept 10 points more ifeval for 10 less domain gain; 2 SE of the difference at n = 100 is
-    # 2 * sqrt(.4 * .6 / 99 + .3 * .7 / 99) = 13.5 points, so the report must not call it a difference
-    assert ("**TALR vs SFT at lr 5e-05**: TALR kept +10.0 points more on the general side than SFT for +10.0 points "
-            "less domain gain (the general difference is within two standard errors, 13.5 points, unpaired): no "
-            "measurable difference") in lines
+    # unpaired error of the sft difference: sqrt(.48 * .52 / 99 + .3 * .7 / 99) = 6.81 points; z = 18 / 6.81 = 2.64,
+    # p = 0.0083; MDE 2.80 * 6.81 = 19.1; Holm over the three comparisons of the family: 3 * 0.0083 = 0.025
+    assert ("at lr 5e-05 it changed -20.0 (domain +50.0); small minus large, unpaired: difference +18.0 ± 6.8 points, "
+            "MDE 19.1, p = 0.008, Holm p = 0.025: consistent with guideline 1") in lines
+    # talr: 9 points apart, error sqrt(.49 * .51 / 99 + .4 * .6 / 99) = 7.03 points: p = 0.201, Holm 2 * 0.201
+    assert "difference +9.0 ± 7.0 points, MDE 19.7, p = 0.201, Holm p = 0.402: no measurable difference" in lines
+    # matched gain: TALR reaches +40 domain points at a general cost of 10; SFT's curve (0, 0) - (20, 2) - (50, 20)
+    # read at 40 gives 2 + (20 / 30) * 18 = 14
+    assert ("**TALR vs SFT at matched domain gain** +40.0 points (the largest both reach, read off each method's "
+            "learning-rate curve through the base model): general cost TALR +10.0 ± 7.3, SFT +14.0 ± 5.7; SFT's cost "
+            "minus TALR's: difference +4.0 ± 9.3 points") in lines
+    assert "Holm p = 0.668: no measurable difference at matched gain" in lines
     assert "*Measured on general / domain code length" not in lines  # no domain code-length task: no bits verdicts
 
 
@@ -87,11 +89,13 @@ def test_paired_stderr_uses_per_item_differences(sweep_dir):
     ratio = d.sum() / n.sum()
     expected = np.sqrt(((d - ratio * n) ** 2).sum() / (3 * 2)) / n.mean()
     assert report.paired_stderr(sweep, a, b, "general", "bits") == pytest.approx(expected)
-    assert "paired over the same items" in "\n".join(report.guidelines(sweep))
+    assert "small minus large, paired: difference" in "\n".join(report.guidelines(sweep))
     # two points with identical outcomes on every item: no difference, never "beyond two standard errors"
     (sweep_dir / "runs" / "sft_lr5e-05_seed0" / "eval" / "samples_ifeval.jsonl").write_text(
         (sweep_dir / "runs" / "sft_lr2e-06_seed0" / "eval" / "samples_ifeval.jsonl").read_text())
-    assert report.paired_stderr(report.load_sweep(sweep_dir), a, b, "general", "score") == 0.0
+    sweep = report.load_sweep(sweep_dir)
+    a, b = (next(p for p in sweep.points if p.name == n) for n in ("sft_lr2e-06_seed0", "sft_lr5e-05_seed0"))
+    assert report.paired_stderr(sweep, a, b, "general", "score") == 0.0
 
 
 def test_signal_agreement_is_spearman_over_the_points(sweep_dir):

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from talr import analysis, losses
+from talr import analysis, losses, stats
 from talr.callbacks import hold_out, read_probes
 from talr.config import Config, DatasetSpec, ProbesConfig
 from talr.data.formats import write_jsonl
@@ -67,7 +67,7 @@ def summarize_probe_run(records: list[dict]) -> dict:
     if "general_delta_bits" in final:
         out.update({"general_cost": final["general_delta_bits"], "general_cost_se": final["general_delta_bits_se"],
                     "general_cost_per_token": final["general_delta_bits_per_token"]})
-        out["cost_per_gain"], out["cost_per_gain_se"] = analysis.cost_per_gain(
+        out["cost_per_gain"], out["cost_per_gain_se"] = stats.cost_per_gain(
             final["general_delta_bits"], final["general_delta_bits_se"], final["domain_delta_bits"],
             final["domain_delta_bits_se"])
     return out

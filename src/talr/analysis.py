@@ -29,6 +29,7 @@ import torch
 from talr import losses
 from talr.data.formats import CausalLMCollator, DataFormatError, TokenizeStats, read_jsonl, tokenize_examples
 from talr.paths import data_dir
+from talr.stats import cost_per_gain, mean_with_se, ratio_of_sums_with_se
 
 LN2 = math.log(2.0)
 HARD_THRESHOLDS = (0.1, losses.HARD_TOKEN_PROB, 0.5)
@@ -315,63 +316,6 @@ def talr_token_weights(scores: Sequence[ExampleScores], group_size: int, tau="me
 # Code length
 
 
-def mean_with_se(values: np.ndarray) -> tuple[float, float]:
-    """Sample mean and its standard error ``sd / sqrt(n)`` (sd with n - 1); the error is NaN for one value."""
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0:
-        raise ValueError("no values")
-    se = float(values.std(ddof=1) / math.sqrt(values.size)) if values.size > 1 else float("nan")
-    return float(values.mean()), se
-
-
-def ratio_of_sums_with_se(numerator: np.ndarray, denominator: np.ndarray) -> tuple[float, float]:
-    """``sum(x) / sum(y)`` over examples (e.g. bits per token) and its delta-method standard error, examples being
-    the independent units: ``se = sqrt(sum((x_i - R y_i)^2) / (n (n - 1))) / mean(y)``."""
-    x = np.asarray(numerator, dtype=np.float64)
-    y = np.asarray(denominator, dtype=np.float64)
-    if x.shape != y.shape or x.size == 0:
-        raise ValueError("numerator and denominator must be non-empty and of equal length")
-    ratio = float(x.sum() / y.sum())
-    n = x.size
-    if n < 2:
-        return ratio, float("nan")
-    residual = x - ratio * y
-    return ratio, float(math.sqrt((residual ** 2).sum() / (n * (n - 1))) / y.mean())
-
-
-def average_ranks(values: Sequence[float]) -> np.ndarray:
-    """Ranks 1..n, ties sharing the mean of the ranks they span."""
-    values = np.asarray(values, dtype=np.float64)
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(values.size, dtype=np.float64)
-    start = 0
-    while start < values.size:
-        stop = start
-        while stop + 1 < values.size and values[order[stop + 1]] == values[order[start]]:
-            stop += 1
-        ranks[order[start:stop + 1]] = (start + stop) / 2 + 1
-        start = stop + 1
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float], permutations: int = 20_000, seed: int = 0) -> tuple[float, float]:
-    """Spearman's rank correlation (Pearson's on average ranks) and a two-sided permutation p-value (seeded, so the
-    same data give the same p): the share of random pairings whose |rho| reaches the observed one."""
-    rx, ry = average_ranks(x), average_ranks(y)
-    if rx.size != ry.size or rx.size < 3:
-        raise ValueError("spearman needs two sequences of equal length >= 3")
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    scale = math.sqrt((rx ** 2).sum() * (ry ** 2).sum())
-    if scale == 0:
-        return float("nan"), float("nan")
-    rho = float((rx * ry).sum() / scale)
-    rng = np.random.default_rng(seed)
-    shuffled = np.array([rng.permutation(ry) for _ in range(permutations)])
-    null = np.abs(shuffled @ rx) / scale
-    p_value = float((1 + (null >= abs(rho) - 1e-12).sum()) / (permutations + 1))
-    return rho, p_value
-
-
 def code_lengths(scores: Sequence[ExampleScores]) -> tuple[np.ndarray, np.ndarray]:
     """Per example: code length of its supervised tokens in bits, and their count."""
     return (np.array([s.bits for s in scores], dtype=np.float64),
@@ -405,20 +349,6 @@ def compare_code_lengths(scores_a: Sequence[ExampleScores], scores_b: Sequence[E
     out["delta_bits"], out["delta_bits_se"] = mean_with_se(diff)
     out["delta_bits_per_token"], out["delta_bits_per_token_se"] = ratio_of_sums_with_se(diff, tokens_a)
     return out
-
-
-def cost_per_gain(delta_general: float, se_general: float, delta_domain: float,
-                  se_domain: float) -> tuple[float, float]:
-    """``Delta L(P1) / -Delta L(P2)``: bits of general code length lost per bit gained on the domain, with the
-    delta-method standard error for two independent sets:
-    ``se = |r| * sqrt((se1 / d1)^2 + (se2 / d2)^2)`` (first order; unreliable when the domain gain is within a few
-    standard errors of zero, which callers should report alongside)."""
-    if delta_domain == 0:
-        return float("nan"), float("nan")
-    ratio = delta_general / -delta_domain
-    if delta_general == 0:
-        return ratio, abs(se_general / delta_domain)
-    return ratio, abs(ratio) * math.sqrt((se_general / delta_general) ** 2 + (se_domain / delta_domain) ** 2)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from transformers import TrainerCallback
 
-from talr import analysis, losses
+from talr import analysis, losses, stats
 from talr.data.formats import DataFormatError, tokenize_examples
 from talr.divergence import DivergenceRule, TrainingDiverged
 
@@ -151,7 +151,7 @@ class CodeLengthProbe(TrainerCallback):
                 f"{name}_delta_bits_per_token_se": compared["delta_bits_per_token_se"],
             })
         if "general" in self.sets and "domain" in self.sets and record["domain_delta_bits"] != 0:
-            record["cost_per_gain"], record["cost_per_gain_se"] = analysis.cost_per_gain(
+            record["cost_per_gain"], record["cost_per_gain_se"] = stats.cost_per_gain(
                 record["general_delta_bits"], record["general_delta_bits_se"],
                 record["domain_delta_bits"], record["domain_delta_bits_se"])
         self.log.write(state, record)

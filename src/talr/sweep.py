@@ -6,6 +6,7 @@ Layout under ``<out_dir>/<name>/``::
     base/eval/results.json          the base model, evaluated once
     runs/<point>/                   a talr run directory (config.yaml, metrics.jsonl, model/, run.json) ...
     runs/<point>/eval/results.json  ... and its evaluation
+    results.json, samples.jsonl.gz  every point's results and per-item samples (talr.sweep_record): the record to commit
     runs/<point>_wise_ft<alpha>/    WiSE-FT averages of a finished run: eval/ only (weights are rebuilt on demand)
 
 A grid point is finished when its ``run.json`` says so and its ``eval/results.json`` holds every task. Both files
@@ -21,6 +22,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +57,9 @@ class EvalConfig:
     # weight dtype of every evaluation: auto = bfloat16 where the hardware computes it natively, float32 elsewhere
     # (talr.precision); every point of a sweep is evaluated in the same dtype
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    # the accuracy difference that matters (a fraction: 0.05 = 5 points); `talr sweep` warns when the planned number
+    # of items cannot detect it (see power_warnings)
+    min_difference: float | None = None
 
 
 @dataclass
@@ -146,6 +151,8 @@ def validate_sweep(sweep: SweepConfig) -> None:
     for method in grid.methods:
         if isinstance(method, str) and method not in PRESETS:
             raise ConfigError(f"grid.methods: unknown method {method!r} (known presets: {', '.join(PRESETS)})")
+    if sweep.eval.min_difference is not None and not 0 < sweep.eval.min_difference < 1:
+        raise ConfigError(f"eval.min_difference: {sweep.eval.min_difference} is not a fraction in (0, 1)")
     for alpha in sweep.wise_ft.alphas:
         if not 0 <= alpha <= 1:
             raise ConfigError(f"wise_ft.alphas: {alpha} is outside [0, 1]")
@@ -224,6 +231,39 @@ def plan_sweep(sweep: SweepConfig) -> list[str]:
     return commands
 
 
+# Planning assumption for power_warnings: two fine-tuned variants of one model disagree on a quarter of the items,
+# so a per-item paired difference (-1, 0 or +1) has SD sqrt(0.25) = 0.5. Points that disagree more need more items.
+ASSUMED_DISCORDANCE = 0.25
+
+
+def power_warnings(sweep: SweepConfig) -> list[str]:
+    """One line per accuracy task whose planned item count cannot detect ``eval.min_difference`` between two points
+    (paired, two-sided alpha 0.05, 80 % power; :func:`talr.stats.mde_proportions` at ASSUMED_DISCORDANCE)."""
+    from talr import stats
+    from talr.evaluation.registry import get_task
+    from talr.paths import data_dir
+
+    if sweep.eval.min_difference is None:
+        return []
+    wanted, lines = sweep.eval.min_difference, []
+    for name in sweep.tasks:
+        task = get_task(name)
+        if not next(iter(task.metrics.values())):  # code length (lower is better): not a proportion
+            continue
+        try:
+            n = len(task.load(Path(sweep.eval.data_dir) if sweep.eval.data_dir else data_dir(), sweep.eval.limit)[0])
+        except (OSError, ValueError) as error:  # no data here: the evaluation will say so; nothing to plan with
+            logger.debug("power check skipped for %s: %s", name, error)
+            continue
+        mde = stats.mde_proportions(n, 0.5, discordance=ASSUMED_DISCORDANCE)
+        if mde > wanted:
+            needed = math.ceil(n * (mde / wanted) ** 2)
+            lines.append(f"{name}: {n} items detect a paired difference of {100 * mde:.1f} points (80 % power, alpha "
+                         f"0.05, points disagreeing on {ASSUMED_DISCORDANCE:.0%} of items), not the "
+                         f"{100 * wanted:.1f} points of eval.min_difference: about {needed} items would")
+    return lines
+
+
 def run_sweep(sweep: SweepConfig) -> Path:
     """Run (or resume) every grid point; returns the sweep directory. Refuses (talr.locks.FolderLockedError) a
     sweep folder another live process is working in."""
@@ -256,6 +296,11 @@ def _train_point(point: GridPoint, run_dir: Path) -> bool:
 
 
 def _run_sweep(sweep: SweepConfig) -> Path:
+    from talr.sweep_record import write_record
+
+    for line in power_warnings(sweep):
+        logger.warning("Underpowered: %s", line)
+
     points = grid_points(sweep)
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
@@ -268,6 +313,7 @@ def _run_sweep(sweep: SweepConfig) -> Path:
                 f"evaluation {str(resolve_eval_dtype(sweep.eval.dtype)).removeprefix('torch.')}")
     logger.info("Sweep %s: %d grid points, tasks %s", sweep.name, len(points), ", ".join(sweep.tasks))
     _evaluate(base_model, root / "base" / "eval", sweep)
+    write_record(root)
     for number, point in enumerate(points, start=1):
         run_dir = Path(point.config.output_dir)
         logger.info("[%d/%d] %s", number, len(points), point.name)
@@ -277,6 +323,7 @@ def _run_sweep(sweep: SweepConfig) -> Path:
         _evaluate(run_dir, run_dir / "eval", sweep)
         if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods:
             _wise_ft_points(point, run_dir, base_model, sweep)
+        write_record(root)
         if not sweep.keep_models and (run_dir / "model").exists():
             shutil.rmtree(run_dir / "model")
     return root

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from talr import paths
+from talr import paths, stats
 from talr.data.rows import group_split, iter_jsonl, missing_fields
 
 NAME = "esci"
@@ -116,25 +116,10 @@ def score(row: dict, output: str) -> dict:
 
 
 def macro_f1(targets: list[str], predictions: list[str | None], labels: tuple[str, ...] = LABELS) -> tuple[float, dict]:
-    """Macro-F1 over ``labels`` and per-label precision/recall/F1/support.
-
-    F1 = 2TP / (2TP + FP + FN), 0 when that is 0/0 (sklearn's zero_division=0); every label in ``labels`` counts in
-    the mean even with no support. A prediction of None (nothing extracted) is a miss for its target label.
-    """
-    if len(targets) != len(predictions):
-        raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
-    per_label = {}
-    for label in labels:
-        tp = sum(t == label and p == label for t, p in zip(targets, predictions))
-        fp = sum(t != label and p == label for t, p in zip(targets, predictions))
-        fn = sum(t == label and p != label for t, p in zip(targets, predictions))
-        per_label[label] = {
-            "precision": tp / (tp + fp) if tp + fp else 0.0,
-            "recall": tp / (tp + fn) if tp + fn else 0.0,
-            "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-            "support": tp + fn,
-        }
-    return sum(stats["f1"] for stats in per_label.values()) / len(labels), per_label
+    """Macro-F1 over ``labels`` (all four count, with or without support) and per-label precision/recall/F1/support
+    (:func:`talr.stats.per_label_f1`: a prediction of None, nothing extracted, is a miss for its target label)."""
+    per_label = stats.per_label_f1(targets, predictions, labels)
+    return stats.macro_f1(targets, predictions, labels), per_label
 
 
 def aggregate(scored_rows: list[dict]) -> dict:

@@ -1,51 +1,15 @@
-"""Aggregate metrics and their standard errors (pure functions, float64)."""
+"""results.json entries of aggregate metrics: lm-eval's key names for a metric and its standard error."""
 
 from __future__ import annotations
 
-import math
-import random
-from collections.abc import Callable, Sequence
-from typing import Any
+# The statistics themselves live in talr.stats (one source); task modules take them from here with the
+# results.json key helpers below.
+from collections.abc import Sequence
 
-BOOTSTRAP_ITERS = 1000
-BOOTSTRAP_SEED = 1234
+from talr.stats import BOOTSTRAP_ITERS, BOOTSTRAP_SEED, bootstrap_stderr, mean, mean_stderr
 
-
-def mean(values: Sequence[float]) -> float:
-    if not values:
-        raise ValueError("mean of no values")
-    return math.fsum(values) / len(values)
-
-
-def mean_stderr(values: Sequence[float]) -> float | None:
-    """Standard error of the mean: sample standard deviation (n-1) / sqrt(n), as lm-eval's ``mean_stderr``.
-
-    For 0/1 accuracies this is ``sqrt(p(1-p)/(n-1))``. None for fewer than two values.
-    """
-    n = len(values)
-    if n < 2:
-        return None
-    mu = mean(values)
-    variance = math.fsum((v - mu) ** 2 for v in values) / (n - 1)
-    return math.sqrt(variance / n)
-
-
-def bootstrap_stderr(
-    statistic: Callable[[list[Any]], float],
-    items: Sequence[Any],
-    iters: int = BOOTSTRAP_ITERS,
-    seed: int = BOOTSTRAP_SEED,
-) -> float | None:
-    """Standard deviation (n-1) of ``statistic`` over ``iters`` resamples of ``items`` with replacement.
-
-    Used for metrics that are not means of per-item values (macro-F1, pooled ratios). Seeded, so reruns agree.
-    """
-    n = len(items)
-    if n < 2:
-        return None
-    rng = random.Random(seed)
-    estimates = [statistic([items[rng.randrange(n)] for _ in range(n)]) for _ in range(iters)]
-    return math.sqrt(math.fsum((e - mean(estimates)) ** 2 for e in estimates) / (iters - 1))
+__all__ = ["BOOTSTRAP_ITERS", "BOOTSTRAP_SEED", "bootstrap_stderr", "mean", "mean_stderr", "mean_with_stderr",
+           "stderr_key", "with_stderr"]
 
 
 def stderr_key(metric_key: str) -> str:

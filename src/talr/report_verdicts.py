@@ -1,0 +1,189 @@
+"""The verdicts of ``talr report``: the paper's two guidelines as tests (difference ± error, minimum detectable
+difference at the N used, p and Holm-adjusted p over each axis's family), TALR vs SFT at matched domain gain (across
+learning rates, and along each run's training-time probes), and which domain accuracies are no gain at all (at or
+below the majority baseline, or collapsed onto one label)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from talr import stats
+from talr.report_data import Point, Sweep, baseline, compare, grouped_points
+
+ALPHA, POWER = 0.05, 0.8
+KIND_LABEL = {
+    "score": ("domain score (%)", "general average (%)", 100.0),
+    "bits": ("domain gain −ΔL(P2) (bits/token)", "general change −ΔL(P1) (bits/token; < 0 = damage)", 1.0),
+}
+
+
+def no_gain_reasons(sweep: Sweep, point: Point) -> list[str]:
+    """Why a point's domain accuracy is not a gain: a domain task's score (the mean over seeds) at or below its
+    majority baseline, or a seed's predictions collapsed onto one label (empty when neither, or when the baselines
+    are unknown)."""
+    reasons = []
+    for task in sweep.score_tasks(sweep.domain):
+        found = [(m, b) for m in point.members or [point] if (b := baseline(sweep, m, task)) is not None]
+        reasons += [f"{task}: {m.name} collapsed onto {b.collapsed!r}" for m, b in found if b.collapsed is not None]
+        majority = found[0][1].majority if found else None
+        if majority is not None and point.scores.get(task, 1.0) <= majority + 1e-12:
+            reasons.append(f"{task}: {100 * point.scores[task]:.1f} % ≤ majority baseline {100 * majority:.1f} %")
+    return reasons
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tested comparisons
+
+
+@dataclass
+class Verdict:
+    """One comparison of a family: its sentence is completed once the family's Holm adjustment is known."""
+
+    text: str
+    difference: float  # in display units
+    stderr: float | None
+    n_items: int | None
+    verdicts: tuple[str, str, str]  # (no measurable difference, difference > 0, difference < 0)
+
+    @property
+    def p(self) -> float:
+        return stats.two_sided_p(self.difference, self.stderr) if self.stderr is not None else float("nan")
+
+
+def _finish(tests: list[Verdict], unit: str, fmt: str) -> list[str]:
+    """The family's sentences: difference ± error, MDE at the N used, p and Holm-adjusted p, verdict at alpha."""
+    testable = [t for t in tests if t.stderr is not None]
+    adjusted = dict(zip(map(id, testable), stats.holm([t.p for t in testable])))
+    lines = []
+    for t in tests:
+        if t.stderr is None:
+            lines.append(f"{t.text}: not tested (no standard error for it).")
+            continue
+        mde = stats.mde_from_stderr(t.stderr, ALPHA, POWER)
+        p_holm = adjusted[id(t)]
+        verdict = t.verdicts[0] if p_holm >= ALPHA else t.verdicts[1] if t.difference > 0 else t.verdicts[2]
+        n = f" at N = {t.n_items} items" if t.n_items else ""
+        lines.append(f"{t.text}: difference {fmt.format(t.difference)} ± {fmt.format(t.stderr).lstrip('+')} {unit}, "
+                     f"MDE {fmt.format(mde).lstrip('+')}{n}, p = {t.p:.3f}, Holm p = {p_holm:.3f}: {verdict}.")
+    return lines
+
+
+def _curve(sweep: Sweep, method: str, kind: str, scale: float) -> tuple[list[stats.CurvePoint], list[str]]:
+    """A method's (domain gain, general cost) points across learning rates, through the base model (0, 0); points
+    whose domain accuracy is no gain are left out (named in the second list)."""
+    curve, left_out = [stats.CurvePoint(0.0, 0.0)], []
+    base = sweep.base
+    for point in grouped_points(sweep):
+        if point.method != method or point.alpha is not None:
+            continue
+        if kind == "score" and no_gain_reasons(sweep, point):
+            left_out.append(point.name)
+            continue
+        gain, general = sweep.axis(point, "domain", kind), sweep.axis(point, "general", kind)
+        if gain is None or general is None:
+            continue
+        if kind == "score":
+            gain, general = gain - sweep.axis(base, "domain", kind), general - sweep.axis(base, "general", kind)
+        gain_cmp, cost_cmp = compare(sweep, point, base, "domain", kind), compare(sweep, point, base, "general", kind)
+        curve.append(stats.CurvePoint(scale * gain, -scale * general, scale * cost_cmp.stderr if cost_cmp else 0.0,
+                                      scale * gain_cmp.stderr if gain_cmp else 0.0))
+    return curve, left_out
+
+
+def guidelines(sweep: Sweep) -> list[str]:
+    """The paper's two claims tested on each axis kind: guideline 1 (small vs large learning rate, per method) and
+    guideline 2 (TALR vs SFT at matched domain gain), Holm-corrected over the kind's family of comparisons."""
+    if sweep.base is None:
+        return ["The base model has no complete evaluation, so the guidelines cannot be checked."]
+    lines = []
+    groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
+    for kind in sweep.kinds():
+        scale = KIND_LABEL[kind][2]
+        unit = "points" if kind == "score" else "bits/token"
+        fmt = "{:+.1f}" if kind == "score" else "{:+.3f}"
+        base_dom = sweep.axis(sweep.base, "domain", kind) if kind == "score" else 0.0
+        base_gen = sweep.axis(sweep.base, "general", kind) if kind == "score" else 0.0
+        what = ("general average / domain score (accuracy)" if kind == "score"
+                else "general / domain code length (−ΔL, bits per token)")
+        lines.append(f"*Measured on {what}:*")
+
+        def change(point, side):
+            value = sweep.axis(point, side, kind)
+            ref = base_dom if side == "domain" else base_gen
+            return None if value is None or ref is None else scale * (value - ref)
+
+        tests = []
+        for method in sorted({m for m, _ in groups}):
+            rates = sorted(lr for m, lr in groups if m == method)
+            if len(rates) < 2:
+                continue
+            small, large = groups[(method, rates[0])], groups[(method, rates[-1])]
+            d_small, g_small = change(small, "domain"), change(small, "general")
+            d_large, g_large = change(large, "domain"), change(large, "general")
+            if None in (d_small, g_small, d_large, g_large):
+                continue
+            cmp = compare(sweep, small, large, "general", kind)
+            tests.append(Verdict(
+                f"- **{method}, learning rate**: at lr {rates[0]:g} the general side changed {fmt.format(g_small)} "
+                f"{unit} (domain {fmt.format(d_small)}); at lr {rates[-1]:g} it changed {fmt.format(g_large)} "
+                f"(domain {fmt.format(d_large)}); small minus large, {'paired' if cmp and cmp.paired else 'unpaired'}",
+                g_small - g_large, scale * cmp.stderr if cmp else None, cmp.n_items if cmp else None,
+                ("no measurable difference at this evaluation size",
+                 "consistent with guideline 1: the smaller learning rate kept more general ability",
+                 "not consistent with guideline 1 here: the smaller learning rate kept less general ability")))
+        talr_curve, talr_out = _curve(sweep, "talr", kind, scale)
+        sft_curve, sft_out = _curve(sweep, "sft", kind, scale)
+        matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None
+        if matched is not None and matched.gain > 0:
+            left_out = talr_out + sft_out
+            tests.append(Verdict(
+                f"- **TALR vs SFT at matched domain gain** {fmt.format(matched.gain)} {unit} (the largest both reach, "
+                f"read off each method's learning-rate curve through the base model"
+                + (f"; left out as no gain: {', '.join(left_out)}" if left_out else "")
+                + f"): general cost TALR {fmt.format(matched.cost_a)} ± {fmt.format(matched.cost_a_se).lstrip('+')}, "
+                f"SFT {fmt.format(matched.cost_b)} ± {fmt.format(matched.cost_b_se).lstrip('+')}; SFT's cost minus "
+                "TALR's", -matched.difference, matched.difference_se, None,
+                ("no measurable difference at matched gain", "consistent with guideline 2: at the same domain gain "
+                 "TALR cost less general ability", "not consistent with guideline 2 here: at the same domain gain "
+                 "TALR cost more general ability")))
+        lines += _finish(tests, unit, fmt)
+        both = {"talr", "sft"} <= {m for m, _ in groups}
+        if both and (matched is None or matched.gain <= 0):
+            lines.append("- **TALR vs SFT at matched domain gain**: not tested — the two methods' domain gains do "
+                         "not overlap, or are no gains.")
+    if len(lines) == len(sweep.kinds()):  # only the headings: nothing was comparable
+        lines.append("Not enough grid points (two learning rates of one method, or TALR and SFT).")
+    else:
+        lines += ["", f"Each verdict is a two-sided test at alpha {ALPHA} with Holm's correction over the comparisons "
+                  "of its axis (Holm p); MDE is the difference that test detects with 80 % power at the error shown "
+                  "(talr.stats.mde_from_stderr). Matched-gain errors combine the two curves' points as independent."]
+    return lines
+
+
+def matched_gain_lines(sweep: Sweep) -> list[str]:
+    """TALR vs SFT at matched domain gain along each run's training-time probes (code length on the held-out domain
+    and general probe sets per checkpoint): one line per seed and learning rate both methods ran."""
+    runs = {(p.method, p.learning_rate, p.seed): p for p in sweep.points if p.probes and p.alpha is None}
+    lines = []
+    for (method, lr, seed), talr in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][2])):
+        sft = runs.get(("sft", lr, seed))
+        if method != "talr" or sft is None:
+            continue
+        curves = [[stats.CurvePoint(-r["domain_delta_bits_per_token"], r["general_delta_bits_per_token"],
+                                    r["general_delta_bits_per_token_se"], r["domain_delta_bits_per_token_se"])
+                   for r in run.probes if "domain_delta_bits_per_token" in r and "general_delta_bits_per_token" in r]
+                  for run in (talr, sft)]
+        result = stats.matched_gain(*curves)
+        if result is None or result.gain <= 0:
+            continue
+        d, se = result.difference, result.difference_se
+        lines.append(f"- lr {lr:g}, seed {seed}: at domain gain {result.gain:.3f} bits/token (TALR's last probe or "
+                     f"SFT's, the smaller) the general code length rose {result.cost_a:+.4f} ± {result.cost_a_se:.4f} "
+                     f"under TALR and {result.cost_b:+.4f} ± {result.cost_b_se:.4f} under SFT: TALR minus SFT "
+                     f"{d:+.4f} ± {se:.4f} bits/token (MDE {stats.mde_from_stderr(se):.4f}, "
+                     f"p = {stats.two_sided_p(d, se):.3f}, not corrected for multiplicity).")
+    if not lines:
+        return []
+    return ["General code-length increase at the same domain code-length gain, read along each run's probes "
+            "(linear interpolation between checkpoints; probe-set errors from the per-example differences):", "",
+            *lines]

@@ -1,0 +1,40 @@
+"""A sweep's committable record: ``results.json`` (every point's evaluation results, its grid coordinates and its
+code-length probe records) and ``samples.jsonl.gz`` (every point's per-item samples: doc id, target, prediction,
+scores), written into the sweep folder by ``talr sweep`` after each point. With ``sweep.yaml`` (and the report and
+figures) they are what a record under ``docs/results/`` holds: ``talr report`` on such a folder recomputes every
+paired error, baseline and collapse check from them, without the run directories or model weights.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from pathlib import Path
+
+from talr.evaluation.results import atomic_write_bytes, atomic_write_json, read_json
+from talr.report_data import RECORD_RESULTS, RECORD_SAMPLES, read_run_dir
+
+
+def write_record(root: str | Path, out: str | Path | None = None) -> tuple[Path, Path]:
+    """Bundle the sweep at ``root`` into ``out`` (default: ``root``); returns the two files' paths."""
+    root, out = Path(root), Path(out) if out is not None else Path(root)
+    info: dict = {"higher": {}, "names": {}, "budgets": {}}
+    entries = {"base": (root / "base", {"name": "base", "method": "base"})}
+    for point_json in sorted((root / "runs").glob("*/point.json")):
+        entries[point_json.parent.name] = (point_json.parent, read_json(point_json))
+    results, lines = {}, []
+    for name, (directory, meta) in entries.items():
+        path = directory / "eval" / "results.json"
+        if not path.is_file():
+            continue
+        point = read_run_dir(directory, meta, info)
+        results[name] = {"point": meta, "results": read_json(path), "probes": point.probes}
+        for task, rows in point.samples.items():
+            lines += [json.dumps({"point": name, "task": task, **row}, ensure_ascii=False) for row in rows]
+    buffer = io.BytesIO()
+    # mtime 0: the same samples give the same bytes, so a rerun does not show up as a change in git
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as handle:
+        handle.write(("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
+    atomic_write_json(out / RECORD_RESULTS, results)
+    return out / RECORD_RESULTS, atomic_write_bytes(out / RECORD_SAMPLES, buffer.getvalue())

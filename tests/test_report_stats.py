@@ -1,0 +1,258 @@
+"""The report's statistics on a synthetic sweep with per-item samples: seed-averaged errors, sanity baselines and
+collapse flags, points kept off the Pareto front, matched gain along probes, the committed-record round trip, and
+the sweep's power warning."""
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+import yaml
+
+from talr import report, stats
+from talr.report_data import NO_LABEL, baseline, grouped_points, item_matrix, task_stderr
+from talr.sweep_record import write_record
+
+GOLD = ["Irrelevant"] * 8 + ["Exact"] * 6 + ["Substitute"] * 4 + ["Complement"] * 2  # majority: 8 / 20
+ARC_GOLD = [i % 4 for i in range(20)]
+RNG = np.random.default_rng(7)
+
+
+def _esci_predictions(correct: int, offset: int = 0) -> list[str]:
+    """``correct`` right answers (rotating which items), the rest shifted to the next label."""
+    labels = ["Exact", "Substitute", "Complement", "Irrelevant"]
+    order = [(i + offset) % 20 for i in range(20)]
+    preds = list(GOLD)
+    for i in order[correct:]:
+        preds[i] = labels[(labels.index(GOLD[i]) + 1) % 4]
+    return preds
+
+
+POINTS = {  # name -> (esci predictions, arc correct count, general code-length factor)
+    "base": (_esci_predictions(2), 10, 1.0),
+    "sft_lr2e-06_seed0": (_esci_predictions(8, 1), 10, 1.01),
+    "sft_lr2e-06_seed1": (_esci_predictions(9, 2), 9, 1.01),
+    "sft_lr5e-05_seed0": (["Irrelevant"] * 20, 7, 1.05),  # collapsed: 40 % = the majority baseline
+    "sft_lr5e-05_seed1": (["Irrelevant"] * 19 + ["Exact"], 6, 1.06),
+    "talr_lr2e-06_seed0": (_esci_predictions(6, 3), 10, 1.0),
+    "talr_lr2e-06_seed1": (_esci_predictions(7, 4), 10, 1.005),
+    "talr_lr5e-05_seed0": (_esci_predictions(12, 5), 9, 1.02),
+    "talr_lr5e-05_seed1": (_esci_predictions(11, 6), 7, 1.03),
+}
+TOKENS = RNG.integers(20, 80, size=20)
+BASE_BITS = TOKENS * RNG.uniform(2.0, 4.0, size=20)
+
+
+def _write_point(directory, preds, arc_correct, factor, seed_noise):
+    eval_dir = directory / "eval"
+    eval_dir.mkdir(parents=True)
+    esci_rows = [{"doc_id": f"e{i}", "prompt": "q", "target": g, "extracted": p,
+                  "scores": {"acc,none": float(g == p)}} for i, (g, p) in enumerate(zip(GOLD, preds))]
+    arc_rows = [{"doc_id": f"a{i}", "prompt": [["q", c] for c in "abcd"], "target": g,
+                 "extracted": {"acc": g if i < arc_correct else (g + 1) % 4, "acc_norm": g},
+                 "scores": {"acc,none": float(i < arc_correct), "acc_norm,none": 1.0}} for i, g in enumerate(ARC_GOLD)]
+    bits = BASE_BITS * factor + seed_noise
+    code_rows = [{"doc_id": f"c{i}", "prompt": "p", "target": None, "extracted": None,
+                  "scores": {"bits": float(b), "n_tokens": int(n)}} for i, (b, n) in enumerate(zip(bits, TOKENS))]
+    for task, rows in (("esci", esci_rows), ("arc_easy", arc_rows), ("codelength_alpaca", code_rows)):
+        (eval_dir / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    acc = [r["scores"]["acc,none"] for r in esci_rows]
+    arc = [r["scores"]["acc,none"] for r in arc_rows]
+    bpt, bpt_se = stats.ratio_of_sums_with_se(bits, TOKENS)
+    results = {
+        "results": {
+            "esci": {"acc,none": stats.mean(acc), "acc_stderr,none": stats.mean_stderr(acc),
+                     "macro_f1,none": stats.macro_f1(GOLD, preds)},
+            "arc_easy": {"acc,none": stats.mean(arc), "acc_stderr,none": stats.mean_stderr(arc)},
+            "codelength_alpaca": {"bits_per_token,none": bpt, "bits_per_token_stderr,none": bpt_se},
+        },
+        "configs": {"esci": {"generation_kwargs": {"max_new_tokens": 16}}},
+        "higher_is_better": {"esci": {"acc": True, "macro_f1": True}, "arc_easy": {"acc": True},
+                             "codelength_alpaca": {"bits_per_token": False}},
+    }
+    (eval_dir / "results.json").write_text(json.dumps(results))
+
+
+@pytest.fixture()
+def esci_sweep(tmp_path):
+    root = tmp_path / "esci"
+    (root / "runs").mkdir(parents=True)
+    (root / "sweep.yaml").write_text(yaml.safe_dump({
+        "name": "esci", "eval": {"domain": ["esci"], "general": ["arc_easy", "codelength_alpaca"], "limit": 20,
+                                 "max_new_tokens": 16},
+        "train": {"model": "tiny"},
+    }))
+    for k, (name, (preds, arc, factor)) in enumerate(POINTS.items()):
+        directory = root / name if name == "base" else root / "runs" / name
+        _write_point(directory, preds, arc, factor, seed_noise=0.0 if name == "base" else 0.3 * (k % 2))
+        if name != "base":
+            method, lr, seed = name.split("_")
+            (directory / "point.json").write_text(json.dumps(
+                {"name": name, "method": method, "learning_rate": float(lr[2:]), "seed": int(seed[4:]),
+                 "alpha": None}))
+    return root
+
+
+def _group(sweep, method, lr):
+    return next(p for p in grouped_points(sweep) if p.method == method and p.learning_rate == lr)
+
+
+def test_seed_averaged_error_is_the_variance_components_error(esci_sweep):
+    sweep = report.load_sweep(esci_sweep)
+    point = _group(sweep, "talr", 5e-5)
+    assert point.seed == 2 and point.scores["arc_easy"] == pytest.approx((0.45 + 0.35) / 2)
+    matrix, _ = item_matrix(sweep, point.members, "arc_easy")
+    # seeds disagree on items 7 and 8 only: rows [1]*9 + [0]*11 and [1]*7 + [0]*13
+    assert matrix.sum(axis=1).tolist() == [9.0, 7.0]
+    expected = stats.seed_averaged(matrix)
+    assert task_stderr(sweep, point, "arc_easy") == pytest.approx(expected.stderr)
+    assert expected.seed_variance > 0  # the spread between the seeds adds to the item error
+    assert expected.stderr > expected.item_stderr
+    # code length enters linearised: its seed mean is the pooled bits per token of each seed, averaged
+    bits = item_matrix(sweep, point.members, "codelength_alpaca")[0]
+    assert bits.mean() == pytest.approx(point.scores["codelength_alpaca"])
+
+
+def test_baselines_flag_the_collapsed_point_at_the_majority_rate(esci_sweep):
+    sweep = report.load_sweep(esci_sweep)
+    collapsed = next(p for p in sweep.points if p.name == "sft_lr5e-05_seed0")
+    b = baseline(sweep, collapsed, "esci")
+    assert (b.chance, b.majority, b.majority_label, b.collapsed) == (0.25, 0.4, "Irrelevant", "Irrelevant")
+    assert b.macro_f1 == pytest.approx(stats.macro_f1(GOLD, ["Irrelevant"] * 20))
+    assert baseline(sweep, collapsed, "arc_easy").chance == 0.25  # four choices per item
+    assert baseline(sweep, collapsed, "codelength_alpaca") is None
+    text = "\n".join(report.baseline_lines(sweep))
+    assert "**esci** (20 items): chance 25.0 %, majority class 'Irrelevant' 40.0 %." in text
+    assert "| sft_lr5e-05_seed0 | 40.0 | 0.143 | Irrelevant: 20 | collapsed onto 'Irrelevant'; ≤ majority |" in text
+    # 19 of 20 is 95 %: collapsed too, and 40 % is still not above the majority rate
+    assert "| sft_lr5e-05_seed1 | 40.0 |" in text and "Irrelevant: 19, Exact: 1 | collapsed onto 'Irrelevant'" in text
+
+
+def test_evaluator_baselines_in_results_json_are_used(esci_sweep):
+    path = esci_sweep / "runs" / "talr_lr5e-05_seed0" / "eval" / "results.json"
+    results = json.loads(path.read_text())
+    # the evaluator's keys, even listed first, are not mistaken for the task's primary metric
+    results["results"]["esci"] = {"chance,none": 0.25, "majority,none": 0.5, "majority_label": "Exact",
+                                  "pred_distribution": {"Exact": 19, "Irrelevant": 1}, **results["results"]["esci"]}
+    path.write_text(json.dumps(results))
+    sweep = report.load_sweep(esci_sweep)
+    point = next(p for p in sweep.points if p.name == "talr_lr5e-05_seed0")
+    assert sweep.metric_names["esci"] == "acc,none" and point.scores["esci"] == 0.6
+    b = baseline(sweep, point, "esci")
+    assert (b.chance, b.majority, b.majority_label, b.collapsed) == (0.25, 0.5, "Exact", "Exact")
+    # a model that answers nothing usable has collapsed too: onto "no label"
+    results["results"]["esci"]["pred_distribution"] = {"None": 19, "Exact": 1}
+    path.write_text(json.dumps(results))
+    sweep = report.load_sweep(esci_sweep)
+    assert baseline(sweep, next(p for p in sweep.points if p.name == point.name), "esci").collapsed == NO_LABEL
+
+
+def test_no_gain_points_are_kept_off_the_front_and_out_of_the_matched_gain(esci_sweep):
+    text = report.write_report(esci_sweep).read_text()
+    assert ("Kept off the front: `sft_lr5e-05` (esci: sft_lr5e-05_seed0 collapsed onto 'Irrelevant'; esci: "
+            "sft_lr5e-05_seed1 collapsed onto 'Irrelevant'; esci: 40.0 % ≤ majority baseline 40.0 %)") in text
+    # the mean of sft at 2e-6 (42.5 %) is above the majority rate although one seed (40 %) is not
+    assert "Kept off the front: `sft_lr2e-06`" not in text
+    assert "`sft_lr5e-05`" not in text.split("Pareto front (accuracy):")[1].split("\n")[0]
+    assert "| sft | 2 | 40.0 ± " in text and "† |" in text  # the table marks its domain change
+    assert "left out as no gain: talr_lr2e-06, sft_lr5e-05" in text
+    assert "Seeds per point: 2." in text
+    assert "Generation budgets (new tokens): esci 16 (the benchmark's own: 32;" in text
+    assert "Holm p = " in text and "MDE " in text
+    assert "## Sanity baselines" in text
+
+
+def test_record_round_trip_recomputes_the_same_numbers(esci_sweep, tmp_path):
+    (esci_sweep / "runs" / "talr_lr5e-05_seed0" / "probes.jsonl").write_text(_probes([0, 1, 2], [0, 0.01, 0.02]))
+    (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "probes.jsonl").write_text(_probes([0, 1.5, 3], [0, 0.03, 0.06]))
+    record = tmp_path / "record"
+    record.mkdir()
+    shutil.copy(esci_sweep / "sweep.yaml", record)
+    write_record(esci_sweep, record)
+    with gzip.open(record / "samples.jsonl.gz", "rt") as handle:
+        first = json.loads(handle.readline())
+    assert first["point"] == "base" and "prompt" not in first and {"doc_id", "target", "extracted"} <= set(first)
+    original, copied = report.load_sweep(esci_sweep), report.load_sweep(record)
+    assert copied.layout == "record" and copied.has_samples
+    assert report.baseline_lines(copied) == report.baseline_lines(original)
+    assert report.guidelines(copied) == report.guidelines(original)
+    assert report.tables(copied) == report.tables(original)
+    assert report.matched_gain_lines(copied) == report.matched_gain_lines(original) != []
+    # the same bytes for the same samples (no timestamp in the gzip header)
+    before = (record / "samples.jsonl.gz").read_bytes()
+    write_record(esci_sweep, record)
+    assert (record / "samples.jsonl.gz").read_bytes() == before
+    assert "## Training curves" not in report.write_report(record).read_text()  # no run logs in a record
+
+
+def test_a_bad_record_line_is_named(esci_sweep, tmp_path):
+    record = tmp_path / "record"
+    record.mkdir()
+    shutil.copy(esci_sweep / "sweep.yaml", record)
+    write_record(esci_sweep, record)
+    with gzip.open(record / "samples.jsonl.gz", "at") as handle:
+        handle.write('{"task": "esci"}\n')  # no point
+    lines = gzip.open(record / "samples.jsonl.gz", "rt").read().count("\n")
+    with pytest.raises(ValueError, match=f"samples.jsonl.gz: line {lines}: 'point'"):
+        report.load_sweep(record)
+
+
+def test_a_record_without_samples_says_so(esci_sweep, tmp_path):
+    record = tmp_path / "record"
+    record.mkdir()
+    shutil.copy(esci_sweep / "sweep.yaml", record)
+    write_record(esci_sweep, record)
+    (record / "samples.jsonl.gz").unlink()
+    text = report.write_report(record).read_text()
+    assert "**Per-item samples are not in this record**" in text
+    assert "unpaired: difference" in text and "paired: difference" not in text.replace("unpaired: difference", "")
+
+
+def _probes(gains, costs):
+    """probes.jsonl lines of a run whose probes measured these domain gains and general costs (bits/token)."""
+    return "".join(json.dumps({"probe": "codelength", "step": 10 * i, "domain_delta_bits_per_token": -g,
+                               "domain_delta_bits_per_token_se": 0.01, "general_delta_bits_per_token": c,
+                               "general_delta_bits_per_token_se": 0.002}) + "\n"
+                   for i, (g, c) in enumerate(zip(gains, costs)))
+
+
+def test_matched_gain_along_the_probes(esci_sweep):
+    probes = _probes
+    (esci_sweep / "runs" / "talr_lr5e-05_seed0" / "probes.jsonl").write_text(probes([0, 1, 2], [0, 0.01, 0.02]))
+    (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "probes.jsonl").write_text(probes([0, 1.5, 3], [0, 0.03, 0.06]))
+    lines = "\n".join(report.matched_gain_lines(report.load_sweep(esci_sweep)))
+    # at gain 2 (TALR's last probe): TALR +0.02; SFT's line 0.02 per unit gain gives +0.04
+    assert "- lr 5e-05, seed 0: at domain gain 2.000 bits/token" in lines
+    assert "rose +0.0200 ± 0.0020 under TALR and +0.0400 ± " in lines
+    assert "TALR minus SFT -0.0200 ± " in lines
+
+
+@pytest.mark.skipif(not (__import__("talr.paths").paths.data_dir() / "esci").is_dir(), reason="no benchmark data")
+def test_sweep_warns_when_the_planned_items_cannot_detect_the_difference_that_matters(tmp_path, caplog):
+    from talr.sweep import EvalConfig, SweepConfig, power_warnings
+
+    sweep = SweepConfig(eval=EvalConfig(domain=["esci", "codelength_esci"], general=["arc_easy"], limit=24,
+                                        min_difference=0.05))
+    lines = power_warnings(sweep)
+    # 24 items, per-item difference SD 0.5: MDE 2.8016 * 0.5 / sqrt(24) = 28.6 points; 5 points need
+    # 24 * (28.6 / 5)^2 = 785 items. Code length is not a proportion and is not checked.
+    assert lines == [
+        f"{task}: 24 items detect a paired difference of 28.6 points (80 % power, alpha 0.05, points disagreeing on "
+        "25% of items), not the 5.0 points of eval.min_difference: about 785 items would" for task in ("esci",
+                                                                                                       "arc_easy")]
+    sweep.eval.limit = None  # ARC-Easy's 2,376 test items: MDE 2.9 points, enough
+    assert not any(line.startswith("arc_easy") for line in power_warnings(sweep))
+    sweep.eval.min_difference = None
+    assert power_warnings(sweep) == []
+
+
+def test_matched_gain_is_not_tested_when_the_gains_do_not_overlap(esci_sweep):
+    """Every TALR and SFT point below the majority rate: no curve beyond the base model, so no matched-gain verdict."""
+    for name in ("talr_lr5e-05_seed0", "talr_lr5e-05_seed1"):
+        shutil.rmtree(esci_sweep / "runs" / name / "eval")
+        _write_point(esci_sweep / "runs" / name, ["Irrelevant"] * 20, 9, 1.02, 0.0)
+    lines = report.guidelines(report.load_sweep(esci_sweep))
+    assert ("- **TALR vs SFT at matched domain gain**: not tested — the two methods' domain gains do not overlap, "
+            "or are no gains.") in lines
+    assert not any("general cost TALR" in line for line in lines)
