@@ -119,6 +119,9 @@ class TrainingConfig:
     # The fused head keeps the step's float32 softmax between forward and backward when it fits this many MiB (then
     # TALR costs what cross-entropy costs) and recomputes it otherwise; 0 always recomputes (least memory).
     loss_head_cache_mib: int = 256
+    # Trainer logging integrations: "none", "tensorboard" (talr[tensorboard]; events under RUN_DIR/checkpoints/runs/),
+    # "wandb", ... or a list; metrics.jsonl is written either way.
+    report_to: str | list[str] = "none"
 
 
 @dataclass
@@ -275,6 +278,14 @@ def validate(config: Config) -> Config:
         raise ConfigError("training: set num_epochs > 0 or max_steps > 0")
     if config.training.loss_head_cache_mib < 0:
         raise ConfigError(f"training.loss_head_cache_mib: must be >= 0, got {config.training.loss_head_cache_mib}")
+    report_to = [config.training.report_to] if isinstance(config.training.report_to, str) else config.training.report_to
+    if set(report_to) - {"none", "all"}:
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        unknown = [name for name in report_to if name not in {"none", "all", *INTEGRATION_TO_CALLBACK}]
+        if unknown:
+            raise ConfigError(f"training.report_to: unknown {unknown[0]!r} "
+                              f"(known: none, all, {', '.join(INTEGRATION_TO_CALLBACK)})")
     if config.talr.tau != "median" and not config.talr.tau > 0:
         raise ConfigError(f"talr.tau: a fixed tau must be positive, got {config.talr.tau}")
     if config.talr.w_min < 0 or config.talr.tau_min <= 0:

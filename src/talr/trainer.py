@@ -246,7 +246,7 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
         logging_steps=t.logging_steps,
         logging_first_step=True,
         save_strategy="no",
-        report_to="none",
+        report_to=t.report_to,
         seed=config.seed,
         data_seed=config.seed,
         bf16=t.autocast == "bf16",
