@@ -32,6 +32,7 @@ from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
+from talr.model_card import write_run_cards
 from talr.models import load_model
 from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights, weighting_scope
 
@@ -331,4 +332,5 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = ()) -> Path:
             "data": {"source": source, **token_stats.as_dict()},
             "config": config_to_dict(config),
         })
+        write_run_cards(run_dir)  # after run.json: the cards quote its steps and versions
     return run_dir
