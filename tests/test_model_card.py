@@ -58,7 +58,8 @@ def test_hub_base_model(tmp_path):
 def test_training_run_card_then_eval_results(tmp_path, tiny_model_dir):
     run_dir = _run(tmp_path, tiny_model_dir, "talr-run")
     metadata, body = read_card(run_dir / "model")
-    assert metadata["library_name"] == "transformers" and metadata["tags"] == ["talr"]  # the library's and the method's tag
+    # "talr" is both the library's tag and the method's
+    assert metadata["library_name"] == "transformers" and metadata["tags"] == ["talr"]
     assert "base_model" not in metadata and "datasets" not in metadata  # a local base and a local JSONL file
     for fact in ("| learning rate | 0.002 |", "| steps | 2 |", "| seed | 3 |", f"| talr version | {__version__} |",
                  "loss: `talr`", "`train.jsonl` (JSONL)", "Not evaluated yet"):

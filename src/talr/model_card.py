@@ -138,8 +138,10 @@ def run_card(run_dir: str | os.PathLike, folder: str) -> tuple[dict, str]:
     if averaged:
         what += f" (WiSE-FT: {1 - config['wise_ft']['alpha']:g} x base + {config['wise_ft']['alpha']:g} x trained)"
     talr_version = run.get("versions", {}).get("talr", __version__)
-    embedded = ("\n\nThe base is talr's embedded SmolLM2-135M-Instruct: the Q4_1 GGUF of the Hub model, "
-                "de-quantised to float32, not the original bf16 weights." if config["model"] in EMBEDDED_HUB_IDS else "")
+    embedded = ""
+    if config["model"] in EMBEDDED_HUB_IDS:
+        embedded = ("\n\nThe base is talr's embedded SmolLM2-135M-Instruct: the Q4_1 GGUF of the Hub model, "
+                    "de-quantised to float32, not the original bf16 weights.")
     loss_options = config["talr"] if method["loss"] == "talr" else None
     rows = [
         ("base model", f"`{config['model']}`"),
@@ -160,8 +162,8 @@ def run_card(run_dir: str | os.PathLike, folder: str) -> tuple[dict, str]:
     ]
     body = (f"# {run_dir.name}/{folder}\n\nThis folder is {what}, trained with talr "
             f"(method `{'+'.join(tags)}`).{embedded}\n\n## Training\n\n{_table(rows)}\n\n"
-            "The run's `config.yaml` (fully resolved), `metrics.jsonl` and `run.json` reproduce it: "
-            "`talr train -c config.yaml`.\n\n" + _eval_section(run_dir / "eval" / "results.json"))
+            "The run directory's `config.yaml` (fully resolved), `metrics.jsonl` and `run.json` record it; "
+            "`talr train -c config.yaml` reruns it.\n\n" + _eval_section(run_dir / "eval" / "results.json"))
     return _metadata(config["model"], tags, "peft" if adapter else "transformers", datasets), body
 
 

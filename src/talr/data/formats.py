@@ -28,12 +28,12 @@ class DataFormatError(ValueError):
     """A training example is malformed; the message names the file and line."""
 
 
-def _where(source: str, line: int | None) -> str:
+def _where(source: str, line: int | str | None) -> str:
     return f"{source}:{line}" if line is not None else source
 
 
-def validate_example(example: Any, source: str = "<examples>", line: int | None = None) -> list[dict[str, str]]:
-    """Check one example and return it as a list of chat messages."""
+def validate_example(example: Any, source: str = "<examples>", line: int | str | None = None) -> list[dict[str, str]]:
+    """Check one example and return it as a list of chat messages (``line``: a JSONL line number or ``"row N"``)."""
     where = _where(source, line)
     if not isinstance(example, dict):
         raise DataFormatError(f"{where}: an example must be a JSON object, got {type(example).__name__}")
