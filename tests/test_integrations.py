@@ -84,7 +84,18 @@ def _hook_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1):
                    compute_loss_func=token_weighted_loss(method))
 
 
-BUILDERS = {"talr_trainer": _talr_trainer, "trl": _trl_trainer, "hf_compute_loss_func": _hook_trainer}
+def _talr_trainer_own_args(model_dir, tmp_path, method, batch_size=4, accumulation=1):
+    """TalrTrainer as a plain-Trainer user builds it: their TrainingArguments, a weighting-only talr config."""
+    model, tokenizer = _model(model_dir)
+    args = TrainingArguments(output_dir=str(tmp_path / "own"), per_device_train_batch_size=batch_size,
+                             gradient_accumulation_steps=accumulation, remove_unused_columns=False, **SCHEDULE)
+    return TalrTrainer(model=model, args=args, train_dataset=_features(tokenizer),
+                       data_collator=CausalLMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
+                       run_config=weighting_config(method))
+
+
+BUILDERS = {"talr_trainer": _talr_trainer, "trl": _trl_trainer, "hf_compute_loss_func": _hook_trainer,
+            "talr_trainer_own_args": _talr_trainer_own_args}
 
 
 def _loss_and_grads(trainer):
@@ -102,7 +113,7 @@ def _loss_and_grads(trainer):
 @pytest.mark.parametrize("method", ["sft", "talr", "dft"])
 def test_one_batch_same_loss_and_gradients(tiny_model_dir, tmp_path, method):
     reference_loss, reference_grads = _loss_and_grads(_talr_trainer(tiny_model_dir, tmp_path, method))
-    for kind in ("trl", "hf_compute_loss_func"):
+    for kind in ("trl", "hf_compute_loss_func", "talr_trainer_own_args"):
         loss, grads = _loss_and_grads(BUILDERS[kind](tiny_model_dir, tmp_path, method))
         torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6, msg=kind)
         for name, grad in grads.items():
@@ -130,6 +141,7 @@ def reference_updates(tiny_model_dir, tmp_path_factory):
 @pytest.mark.parametrize("method", ["sft", "talr"])
 @pytest.mark.parametrize("kind,batch_size,accumulation", [
     ("trl", 4, 1), ("trl", 2, 2), ("trl", 1, 4), ("talr_trainer", 2, 2), ("talr_trainer", 1, 4),
+    ("talr_trainer_own_args", 2, 2),
 ])
 def test_step_exact_update_under_gradient_accumulation(tiny_model_dir, tmp_path, reference_updates, method, kind,
                                                        batch_size, accumulation):
@@ -185,3 +197,60 @@ def test_trl_outside_the_tested_range_is_a_one_line_import_error(monkeypatch, fo
     with pytest.raises(ImportError, match=rf"tested with trl>=1.16,<1.17, found trl {found}: pip install") as err:
         integration._check_trl_version()
     assert "\n" not in str(err.value)
+
+
+def _readme_block(heading: str) -> str:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split(f"### {heading}\n", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_trl_lines_run_on_a_conversational_dataset(tiny_model_dir, tmp_path):
+    """The README's usage lines, executed as written, on a dataset TRL prepares itself (prompt-completion chats)."""
+    code = _readme_block("Use TALR in your own TRL script")
+    assert len(code.strip().splitlines()) <= 3
+    model, tokenizer = _model(tiny_model_dir)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    dataset = Dataset.from_list([
+        {"prompt": [{"role": "user", "content": f"Add {i} and {i + 1}."}],
+         "completion": [{"role": "assistant", "content": f"The answer is {2 * i + 1}."}]} for i in range(8)
+    ])
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=2, per_device_train_batch_size=2,
+                     gradient_accumulation_steps=2, bf16=False, gradient_checkpointing=False, use_cpu=True,
+                     report_to="none", logging_steps=1, disable_tqdm=True)
+    namespace = {"model": model, "args": args, "dataset": dataset}
+    exec(compile(code, "README.md", "exec"), namespace)
+    trainer = namespace["trainer"]
+    assert isinstance(trainer, TalrSFTTrainer) and trainer.state.global_step == 2
+    logged = [entry for entry in trainer.state.log_history if "tau" in entry]
+    assert len(logged) == 2 and all(entry["tau"] > 0 and 0 < entry["ess_frac"] <= 1 for entry in logged)
+
+
+@pytest.mark.slow
+def test_real_trl_steps_on_the_embedded_model_lower_the_talr_objective(tmp_path):
+    """A few SFTTrainer steps with TALR on SmolLM2-135M (float32, short chats TRL prepares itself)."""
+    torch.manual_seed(0)
+    model, tokenizer = load_model("smollm2-135m-instruct")
+    dataset = Dataset.from_list([
+        {"prompt": [{"role": "user", "content": f"What is {i} plus {i + 3}? Answer with the number only."}],
+         "completion": [{"role": "assistant", "content": f"{2 * i + 3}"}]} for i in range(8)
+    ])
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=6, learning_rate=1e-4, lr_scheduler_type="constant",
+                     per_device_train_batch_size=4, gradient_accumulation_steps=2, max_length=64, bf16=False,
+                     gradient_checkpointing=False, use_cpu=True, report_to="none", logging_steps=1,
+                     disable_tqdm=True, seed=0)
+    trainer = TalrSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, talr="talr")
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+
+    def objective():  # TALR's loss on the 8 examples at the current weights (tau and weights from this batch)
+        model.eval()
+        with torch.no_grad():
+            return float(trainer.compute_loss(model, dict(batch)))
+
+    before = objective()
+    trainer.train()
+    after = objective()
+    assert after < 0.8 * before, (before, after)
+    assert all("tau" in entry for entry in trainer.state.log_history if "loss" in entry and "train_loss" not in entry)
