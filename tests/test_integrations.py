@@ -36,10 +36,15 @@ def _examples():
     ]
 
 
-def _model(model_dir):
+def _model(model_dir, lora=False):
     model, tokenizer = load_model(model_dir)
     with torch.no_grad():  # a random tiny model predicts nearly uniformly; sharper logits make TALR's weights uneven
         model.get_output_embeddings().weight.mul_(30)
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(0)  # the same adapter initialisation for every trainer
+        model = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]))
     return model, tokenizer
 
 
@@ -48,7 +53,7 @@ def _features(tokenizer):
     return features
 
 
-def _talr_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1, normalize_over="step"):
+def _talr_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1, normalize_over="step", lora=False):
     config = config_from_dict({
         "model": str(model_dir), "output_dir": str(tmp_path / "run"), "method": method,
         "data": {"train": "unused.jsonl"}, "talr": {"normalize_over": normalize_over},
@@ -56,7 +61,7 @@ def _talr_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1, nor
                      "lr_scheduler": "constant", "max_grad_norm": 0.0, "per_device_batch_size": batch_size,
                      "gradient_accumulation_steps": accumulation, "logging_steps": 1},
     })
-    model, tokenizer = _model(model_dir)
+    model, tokenizer = _model(model_dir, lora)
     trainer = TalrTrainer(
         model=model, args=training_arguments(config, tmp_path / "run"), train_dataset=_features(tokenizer),
         data_collator=CausalLMCollator(tokenizer.pad_token_id), processing_class=tokenizer, run_config=config,
@@ -65,8 +70,8 @@ def _talr_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1, nor
     return trainer
 
 
-def _trl_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1):
-    model, tokenizer = _model(model_dir)
+def _trl_trainer(model_dir, tmp_path, method, batch_size=4, accumulation=1, lora=False):
+    model, tokenizer = _model(model_dir, lora)
     rows = [{"input_ids": f["input_ids"], "labels": f["labels"]} for f in _features(tokenizer)]
     args = SFTConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=batch_size,
                      gradient_accumulation_steps=accumulation, bf16=False, gradient_checkpointing=False,
@@ -107,7 +112,7 @@ def _loss_and_grads(trainer):
     model.zero_grad()
     loss = trainer.compute_loss(model, batch)
     loss.backward()
-    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters()}
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
 @pytest.mark.parametrize("method", ["sft", "talr", "dft"])
@@ -230,21 +235,23 @@ def test_readme_trl_lines_run_on_a_conversational_dataset(tiny_model_dir, tmp_pa
 
 @pytest.mark.slow
 def test_real_trl_steps_on_the_embedded_model_lower_the_talr_objective(tmp_path):
-    """A few SFTTrainer steps with TALR on SmolLM2-135M (float32, short chats TRL prepares itself)."""
-    torch.manual_seed(0)
+    """Three SFTTrainer steps with TALR on SmolLM2-135M (float32, 4 short chats TRL prepares itself, 2x2 step-exact)."""
+    import time
+
+    started = time.perf_counter()
     model, tokenizer = load_model("smollm2-135m-instruct")
     dataset = Dataset.from_list([
-        {"prompt": [{"role": "user", "content": f"What is {i} plus {i + 3}? Answer with the number only."}],
-         "completion": [{"role": "assistant", "content": f"{2 * i + 3}"}]} for i in range(8)
+        {"prompt": [{"role": "system", "content": "Add."}, {"role": "user", "content": f"{i} + {i + 3}"}],
+         "completion": [{"role": "assistant", "content": f"{2 * i + 3}"}]} for i in range(4)
     ])
-    args = SFTConfig(output_dir=str(tmp_path), max_steps=6, learning_rate=1e-4, lr_scheduler_type="constant",
-                     per_device_train_batch_size=4, gradient_accumulation_steps=2, max_length=64, bf16=False,
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, learning_rate=1e-4, lr_scheduler_type="constant",
+                     per_device_train_batch_size=2, gradient_accumulation_steps=2, max_length=32, bf16=False,
                      gradient_checkpointing=False, use_cpu=True, report_to="none", logging_steps=1,
                      disable_tqdm=True, seed=0)
     trainer = TalrSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, talr="talr")
-    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(8)])
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
 
-    def objective():  # TALR's loss on the 8 examples at the current weights (tau and weights from this batch)
+    def objective():  # TALR's loss on the 4 examples at the current weights (tau and weights from this batch)
         model.eval()
         with torch.no_grad():
             return float(trainer.compute_loss(model, dict(batch)))
@@ -254,3 +261,14 @@ def test_real_trl_steps_on_the_embedded_model_lower_the_talr_objective(tmp_path)
     after = objective()
     assert after < 0.8 * before, (before, after)
     assert all("tau" in entry for entry in trainer.state.log_history if "loss" in entry and "train_loss" not in entry)
+    print(f"TALR objective {before:.3f} -> {after:.3f} in {time.perf_counter() - started:.0f} s")
+
+
+def test_trl_with_a_lora_model_matches_talr_trainer(tiny_model_dir, tmp_path):
+    """Under PEFT, TRL patches the base model's forward; the talr weighting still reads that forward's log-probs."""
+    reference_loss, reference_grads = _loss_and_grads(_talr_trainer(tiny_model_dir, tmp_path, "talr", lora=True))
+    loss, grads = _loss_and_grads(_trl_trainer(tiny_model_dir, tmp_path, "talr", lora=True))
+    torch.testing.assert_close(loss, reference_loss, rtol=1e-5, atol=1e-6)
+    assert set(grads) == set(reference_grads) and all("lora_" in name for name in grads)
+    for name, grad in grads.items():
+        torch.testing.assert_close(grad, reference_grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -24,7 +24,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DatasetSpec:
-    """Either a JSONL file (``path``) or a registered data source (``source`` + ``split`` + ``format``)."""
+    """Either a file (``path``: JSONL, parquet or a ``save_to_disk`` folder; see talr.data.tables) or a registered
+    data source (``source`` + ``split`` + ``format``)."""
 
     path: str | None = None
     source: str | None = None
