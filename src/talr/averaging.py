@@ -26,6 +26,8 @@ from pathlib import Path
 
 import torch
 
+from talr.model_card import average_card, write_card
+
 logger = logging.getLogger(__name__)
 
 SHARD_BYTES = 4 * 2**30
@@ -244,6 +246,7 @@ def wise_ft(base: str | os.PathLike, finetuned: str | os.PathLike, alpha: float,
             _interpolate_full(base_dir, finetuned_dir, alpha, tmp, shard_bytes)
             _copy_side_files(finetuned_dir, tmp)
         (tmp / RECORD).write_text(json.dumps(_record(base, finetuned, alpha), indent=2) + "\n")
+        write_card(tmp, *average_card(str(base), str(finetuned), alpha))
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

@@ -78,13 +78,14 @@ def last_checkpoint(run_dir: str | Path) -> Checkpoint | None:
 
 def remove_checkpoints(run_dir: str | Path, after_step: int = -1) -> None:
     """Delete every checkpoint folder (complete or not) whose step is above ``after_step`` (default: all of them),
-    and the checkpoints folder when nothing is left in it."""
+    and the checkpoints folder when nothing is left in it. Anything else there is kept: the Trainer's logging
+    integrations write there too (TensorBoard's ``runs/``)."""
     folder = Path(run_dir) / CHECKPOINTS_DIR
     if not folder.is_dir():
         return
     for path in folder.iterdir():
         match = _CHECKPOINT_NAME.match(path.name)
-        if match is None or int(match.group(1)) > after_step:
+        if match is not None and int(match.group(1)) > after_step:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
     if not any(folder.iterdir()):
         folder.rmdir()

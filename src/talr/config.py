@@ -25,7 +25,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class DatasetSpec:
-    """Either a JSONL file (``path``) or a registered data source (``source`` + ``split`` + ``format``)."""
+    """Either a file (``path``: JSONL, parquet or a ``save_to_disk`` folder; see talr.data.tables) or a registered
+    data source (``source`` + ``split`` + ``format``)."""
 
     path: str | None = None
     source: str | None = None
@@ -133,6 +134,9 @@ class TrainingConfig:
     divergence_check: bool = True
     divergence_margin: float = 3.0
     divergence_patience: int = 3
+    # Trainer logging integrations: "none", "tensorboard" (talr[tensorboard]; events under RUN_DIR/checkpoints/runs/),
+    # "wandb", ... or a list; metrics.jsonl is written either way.
+    report_to: str | list[str] = "none"
 
 
 @dataclass
@@ -326,6 +330,14 @@ def validate(config: Config) -> Config:
         raise ConfigError("training: divergence_margin must be >= 0 and divergence_patience positive")
     if config.training.loss_head_cache_mib < 0:
         raise ConfigError(f"training.loss_head_cache_mib: must be >= 0, got {config.training.loss_head_cache_mib}")
+    report_to = [config.training.report_to] if isinstance(config.training.report_to, str) else config.training.report_to
+    if set(report_to) - {"none", "all"}:
+        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+        unknown = [name for name in report_to if name not in {"none", "all", *INTEGRATION_TO_CALLBACK}]
+        if unknown:
+            raise ConfigError(f"training.report_to: unknown {unknown[0]!r} "
+                              f"(known: none, all, {', '.join(INTEGRATION_TO_CALLBACK)})")
     if config.talr.tau != "median" and not config.talr.tau > 0:
         raise ConfigError(f"talr.tau: a fixed tau must be positive, got {config.talr.tau}")
     if config.talr.w_min < 0 or config.talr.tau_min <= 0:

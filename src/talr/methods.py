@@ -45,6 +45,8 @@ sft_token_weights.scope = "labels"
 dft_token_weights.scope = "token"
 talr_token_weights.scope = "batch"
 flow.flow_token_weights.scope = "labels"  # a per-sample constant: known before the forward
+# Batch fields a weighting reads besides the log-probabilities (talr.integrations offers only those needing none).
+flow.flow_token_weights.side_inputs = (flow.SAMPLE_WEIGHT,)
 
 TokenWeighting = Callable[[torch.Tensor, torch.Tensor, dict, object], torch.Tensor]
 

@@ -36,6 +36,7 @@ from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.divergence import TrainingDiverged, divergence_rule, record_divergence
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
+from talr.model_card import write_run_cards
 from talr.models import check_model_spec, load_model
 from talr.precision import autocast_name, log_startup, precision_record, resolve_autocast
 from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights, weighting_scope
@@ -255,7 +256,7 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
         save_steps=t.save_steps or None,
         save_total_limit=t.save_total_limit or None,
         logging_nan_inf_filter=False,  # a non-finite loss must reach the log (talr.divergence), not be averaged away
-        report_to="none",
+        report_to=t.report_to,
         seed=config.seed,
         data_seed=config.seed,
         bf16=autocast == "bf16",
@@ -378,4 +379,5 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
         })
         if not config.training.keep_checkpoints:
             remove_checkpoints(run_dir)
+        write_run_cards(run_dir)  # after run.json: the cards quote its steps and versions
     return run_dir

@@ -1,4 +1,5 @@
-"""Training data: JSONL files (``formats``) and registered sources (``sources``: MedCalc-Bench, ESCI, math, ...)."""
+"""Training data: JSONL files (``formats``), parquet files and ``save_to_disk`` folders (``tables``), and registered
+sources (``sources``: MedCalc-Bench, ESCI, math, ...)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
     A JSONL file keeps its order and ``limit`` takes a seeded random sample of it; a source applies its own split,
     format and seeded sampling.
     """
-    from talr.data.formats import read_jsonl
+    from talr.data.tables import read_examples
 
     if spec.path is not None:
-        examples = read_jsonl(spec.path)
+        examples = read_examples(spec.path)  # JSONL, parquet or a save_to_disk folder
         if spec.limit is not None and spec.limit < len(examples):
             chosen = sorted(random.Random(seed).sample(range(len(examples)), spec.limit))
             examples = [examples[i] for i in chosen]

@@ -28,7 +28,7 @@ class DataFormatError(ValueError):
     """A training example is malformed; the message names the file and line."""
 
 
-def _where(source: str, line: int | None) -> str:
+def _where(source: str, line: int | str | None) -> str:
     return f"{source}:{line}" if line is not None else source
 
 
@@ -40,8 +40,8 @@ def _check_text(text: str, what: str) -> None:
         raise DataFormatError(f"{what} is not valid Unicode (a lone surrogate)") from None
 
 
-def validate_example(example: Any, source: str = "<examples>", line: int | None = None) -> list[dict[str, str]]:
-    """Check one example and return it as a list of chat messages."""
+def validate_example(example: Any, source: str = "<examples>", line: int | str | None = None) -> list[dict[str, str]]:
+    """Check one example and return it as a list of chat messages (``line``: a JSONL line number or ``"row N"``)."""
     where = _where(source, line)
     if not isinstance(example, dict):
         raise DataFormatError(f"{where}: an example must be a JSON object, got {type(example).__name__}")

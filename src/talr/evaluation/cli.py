@@ -91,4 +91,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(format_table(results))
     print(f"\nresults: {out_dir / 'results.json'}")
+    run_dir = Path(args.model)
+    if (run_dir / "run.json").is_file() and out_dir.resolve() == (run_dir / "eval").resolve():
+        from talr.model_card import write_run_cards
+
+        write_run_cards(run_dir)  # the run's model cards now quote these results
     return 0
