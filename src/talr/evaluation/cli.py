@@ -1,6 +1,7 @@
 """``talr eval``: evaluate a model on registered tasks (wired into talr.cli by the lead).
 
-    talr eval --model MODEL --tasks a,b,c [--limit N] [--out DIR] [--batch-size B] [--dtype D] [--data-dir DIR] [--list]
+    talr eval --model MODEL --tasks a,b,c [--limit N] [--out DIR] [--batch-size B] [--dtype D] [--data-dir DIR]
+              [--base-model B] [--list]
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", default=None, help="benchmark data folder (default: TALR_DATA_DIR or ../shared/data)")
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="cap every generation task's token budget (default: each benchmark's own)")
+    parser.add_argument("--base-model", default=None,
+                        help="model the KL of drift tasks (general_text) is taken against (default: the base recorded "
+                             "in the model's run directory, else the model itself)")
     parser.add_argument("--list", action="store_true", help="list the available tasks and exit")
 
 
@@ -38,12 +42,15 @@ def default_out_dir(model: str) -> Path:
 
 
 def list_tasks() -> str:
-    from talr.evaluation.registry import TASKS, get_task
+    from talr.evaluation.registry import PANELS, TASKS, get_task
 
     lines = []
     for name in TASKS:
         task = get_task(name)
         lines.append(f"{name:<24} {task.kind:<14} {task.description}")
+    for name, entries in PANELS.items():
+        members = ", ".join(f"{task} ({'all' if n is None else n})" for task, n in entries)
+        lines.append(f"{name:<24} {'panel':<14} {members}")
     return "\n".join(lines)
 
 
@@ -55,12 +62,11 @@ def run(args: argparse.Namespace) -> int:
         print("talr eval: error: --model and --tasks are required (or --list)", file=sys.stderr)
         return 2
     from talr.evaluation.evaluator import evaluate, format_table
-    from talr.evaluation.registry import get_task
+    from talr.evaluation.registry import expand_tasks
 
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     try:
-        for name in names:
-            get_task(name)  # unknown task names fail before the model loads
+        expand_tasks(names)  # unknown task names fail before the model loads
     except ValueError as e:
         print(f"talr eval: error: {e}", file=sys.stderr)
         return 2
@@ -72,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_out_dir(args.model)
     try:
         results = evaluate(model, tokenizer, names, out_dir=out_dir, limit=args.limit, batch_size=args.batch_size,
-                           max_new_tokens=args.max_new_tokens,
+                           max_new_tokens=args.max_new_tokens, base_model=args.base_model,
                            model_name=str(args.model), data_dir=args.data_dir)
     except (ValueError, FileNotFoundError) as e:
         print(f"talr eval: error: {e}", file=sys.stderr)

@@ -214,23 +214,30 @@ def _span_logprobs(
         inputs.append(ids[:-1])
         targets.append(ids[len(ids) - n :])
         fits.append(limit is None or n <= limit)
+    # Sequences with the same input row and span length share one forward pass: the logits at the scored positions
+    # depend on the inputs only (e.g. BoolQ's " no"/" yes" or MMLU's letters, one-token answers to one context).
+    rows: dict[tuple[tuple[int, ...], int], list[int]] = {}
+    for i in range(len(sequences)):
+        if fits[i]:
+            rows.setdefault((tuple(inputs[i]), len(targets[i])), []).append(i)
+    unique = list(rows.values())
     results: list[float | None] = [None] * len(sequences)
     bar = tqdm(total=len(sequences), unit="item", desc=desc, disable=not progress)
-    scorable = [i for i in range(len(sequences)) if fits[i]]
-    bar.update(len(sequences) - len(scorable))
-    for group in _length_sorted_batches([len(inputs[i]) for i in scorable], batch_size):
-        batch = [scorable[j] for j in group]
-        input_ids, attention_mask, position_ids = _left_padded([inputs[i] for i in batch], pad_id, device)
-        keep = max(len(targets[i]) for i in batch)
+    bar.update(len(sequences) - sum(len(members) for members in unique))
+    for group in _length_sorted_batches([len(inputs[members[0]]) for members in unique], batch_size):
+        batch = [unique[j] for j in group]
+        input_ids, attention_mask, position_ids = _left_padded([inputs[m[0]] for m in batch], pad_id, device)
+        keep = max(len(targets[m[0]]) for m in batch)
         logits = model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
         ).logits
-        for row, i in enumerate(batch):
-            target = torch.tensor(targets[i], device=device)
-            row_logits = logits[row, keep - len(target) :].float()
-            logprobs = torch.log_softmax(row_logits, dim=-1).gather(-1, target[:, None])
-            results[i] = float(logprobs.double().sum())
-        bar.update(len(batch))
+        for row, members in enumerate(batch):
+            n = len(targets[members[0]])
+            logprobs = torch.log_softmax(logits[row, keep - n :].float(), dim=-1)
+            for i in members:
+                target = torch.tensor(targets[i], device=device)
+                results[i] = float(logprobs.gather(-1, target[:, None]).double().sum())
+            bar.update(len(members))
     bar.close()
     return results
 
@@ -287,6 +294,15 @@ def response_token_ids(tokenizer, messages: Sequence[dict], response: str) -> tu
     if not response_ids:
         raise ValueError("empty response: nothing to score")
     return prompt_ids + response_ids, len(response_ids)
+
+
+def response_loglikelihood(
+    model, tokenizer, examples: Sequence[dict], *, batch_size: int = 8, progress: bool = False
+) -> list[float | None]:
+    """Natural-log probability of each reference response ``{"messages": [...], "response": str}`` as the whole
+    assistant turn (see :func:`response_token_ids`); None for a response longer than the model's context window."""
+    sequences = [response_token_ids(tokenizer, ex["messages"], ex["response"]) for ex in examples]
+    return _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "response log-likelihood")
 
 
 def response_bits(
