@@ -197,3 +197,8 @@ def test_sweep_accepts_a_panel_and_knows_when_it_is_evaluated(tmp_path):
     atomic_write_json(tmp_path / "results.json", {"results": {t: {} for t, _ in registry.PANELS["general_panel"]}})
     assert _eval_finished(tmp_path, ["general_panel"])
     assert not _eval_finished(tmp_path, ["general_panel", "esci"])
+
+
+def test_generation_benchmarks_keep_their_official_budgets_unless_capped(tmp_path):
+    assert registry.get_task("ifeval").config()["generation_kwargs"]["max_new_tokens"] == 1280
+    assert registry.get_task("humaneval").config()["generation_kwargs"]["max_new_tokens"] == 1024
