@@ -202,3 +202,15 @@ def test_sweep_accepts_a_panel_and_knows_when_it_is_evaluated(tmp_path):
 def test_generation_benchmarks_keep_their_official_budgets_unless_capped(tmp_path):
     assert registry.get_task("ifeval").config()["generation_kwargs"]["max_new_tokens"] == 1280
     assert registry.get_task("humaneval").config()["generation_kwargs"]["max_new_tokens"] == 1024
+
+
+def test_shared_prompt_scoring_equals_scoring_each_answer_alone(models):
+    tok, base, _, _ = models
+    from talr.evaluation.generation import response_bits
+
+    examples = [{"messages": t["messages"], "response": r} for t in TEXTS for r in ("Yes", "", "No, not at all.")]
+    examples.append({"messages": [{"role": "user", "content": "one answer only, longer prompt here"}],
+                     "response": "ok"})
+    shared = response_loglikelihood(base, tok, examples, batch_size=2)
+    alone = [-bits * math.log(2) for bits, _ in response_bits(base, tok, examples, batch_size=1)]
+    assert shared == pytest.approx(alone, abs=1e-4)
