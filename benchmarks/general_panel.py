@@ -62,8 +62,8 @@ def main() -> int:
     timings, samples = payload.get("task_timings", {}), payload.get("n-samples", {})
     print(f"CPU {cpu_kind()} x {os.cpu_count()}; run {payload['config']['model']} ({payload['config']['dtype']}, batch "
           f"{payload['config']['batch_size']}), {payload.get('date', '?')}\n")
-    print("| task | panel N | run N | forward tokens (run) | wall s | CPU s | CPU s / 1k tokens | forward tokens (panel N) "
-          "| projected CPU min (panel N) |")
+    print("| task | panel N | run N | forward tokens (run) | wall s | CPU s | CPU s / 1k tokens "
+          "| forward tokens (panel N) | projected CPU min (panel N) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     total_tokens = total_cpu = projected = 0.0
     for task, n in PANELS[args.panel]:

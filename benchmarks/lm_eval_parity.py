@@ -29,8 +29,9 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # local JSON files only; neve
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 LM_EVAL_TEMPLATES = {  # copied from lm_eval/tasks/{arc/arc_easy,piqa/piqa,super_glue/boolq/default}.yaml
-    "arc_easy": {"doc_to_text": "Question: {{question}}\nAnswer:", "doc_to_target": "{{choices.label.index(answerKey)}}",
-                 "doc_to_choice": "{{choices.text}}", "metrics": ["acc", "acc_norm"]},
+    "arc_easy": {"doc_to_text": "Question: {{question}}\nAnswer:",
+                 "doc_to_target": "{{choices.label.index(answerKey)}}", "doc_to_choice": "{{choices.text}}",
+                 "metrics": ["acc", "acc_norm"]},
     "piqa": {"doc_to_text": "Question: {{goal}}\nAnswer:", "doc_to_target": "label",
              "doc_to_choice": "{{[sol1, sol2]}}", "metrics": ["acc", "acc_norm"]},
     "boolq": {"doc_to_text": "{{passage}}\nQuestion: {{question}}?\nAnswer:", "doc_to_target": "label",

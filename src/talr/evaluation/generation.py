@@ -326,9 +326,11 @@ def _shared_prefix_logprobs(model, groups: Sequence[tuple[list[int], list[list[i
                 mask[r, : len(c) - 1] = 1
             prefix_rows = torch.tensor([b for b, _ in rows], device=device)
             start = position_ids[prefix_rows, -1:] + 1
+            full_mask = torch.cat([attention_mask[prefix_rows], mask.to(device)], 1)
+            positions = start + torch.arange(width, device=device)
             later = torch.log_softmax(model(
-                input_ids=tokens.to(device), attention_mask=torch.cat([attention_mask[prefix_rows], mask.to(device)], 1),
-                position_ids=start + torch.arange(width, device=device), past_key_values=cache, use_cache=True,
+                input_ids=tokens.to(device), attention_mask=full_mask, position_ids=positions, past_key_values=cache,
+                use_cache=True,
             ).logits.float(), dim=-1)
         r = 0
         for b, g in enumerate(batch):

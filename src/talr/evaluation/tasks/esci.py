@@ -75,7 +75,8 @@ class ESCILogLikelihood(Task):
         if len(loglikelihoods) != len(esci.LABELS) or any(ll is None for ll in loglikelihoods):
             raise ValueError(f"expected {len(esci.LABELS)} finite log-likelihoods, got {loglikelihoods}")
         predicted = esci.LABELS[argmax(loglikelihoods)]
-        return Scored(extracted=predicted, target=doc["esci_label"], scores={ACC: float(predicted == doc["esci_label"])})
+        target = doc["esci_label"]
+        return Scored(extracted=predicted, target=target, scores={ACC: float(predicted == target)})
 
     def failed_scores(self, doc: dict) -> dict:
         return {ACC: 0.0}
