@@ -32,6 +32,7 @@ from talr.evaluation.generation import response_token_ids
 from talr.paths import cache_dir
 
 DEFAULT_TOP_K = 256
+CACHE_FORMAT = "2"  # part of the cache key: bump when what a cache file holds changes
 
 
 @dataclass
@@ -79,9 +80,10 @@ def _top_k_side(logprobs: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Ten
     values, ids = logprobs.topk(min(k, logprobs.shape[-1]), dim=-1)
     if k >= logprobs.shape[-1]:  # the whole vocabulary: no rest (its rounding residue is not a probability)
         return ids.to(torch.int32), values, torch.full(values.shape[:-1], float("-inf"))
-    mass = values.double().exp().sum(-1)
-    log_rest = torch.log1p(-mass.clamp(max=1.0)).float()  # -inf when the top k hold all the mass
-    return ids.to(torch.int32), values, log_rest
+    # the rest's log-mass exactly as partition_kl computes the model's (logsumexp outside the top k), so a model
+    # compared with itself gets 0 up to float64 rounding
+    rest = logprobs.double().scatter(-1, ids, float("-inf"))
+    return ids.to(torch.int32), values, torch.logsumexp(rest, dim=-1).float()
 
 
 def base_side(model, tokenizer, examples: Sequence[dict], *, top_k: int = DEFAULT_TOP_K, batch_size: int = 8,
@@ -98,7 +100,7 @@ def base_side(model, tokenizer, examples: Sequence[dict], *, top_k: int = DEFAUL
 
 def cache_key(fingerprint: str, tokenizer, examples: Sequence[dict], top_k: int) -> str:
     """Hash of the base weights' fingerprint, every scored token sequence and ``top_k``."""
-    digest = hashlib.sha256(f"{fingerprint}\n{top_k}\n".encode())
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\n{fingerprint}\n{top_k}\n".encode())
     for ids, n in _sequences(tokenizer, examples):
         digest.update(f"{n}:{','.join(map(str, ids))}\n".encode())
     return digest.hexdigest()[:32]
