@@ -158,11 +158,12 @@ def validate_sweep(sweep: SweepConfig) -> None:
             raise ConfigError(f"wise_ft.alphas: {alpha} is outside [0, 1]")
     if not sweep.tasks:
         raise ConfigError("eval: name at least one domain or general task")
-    from talr.evaluation.registry import TASKS
+    from talr.evaluation.registry import PANELS, TASKS
 
-    unknown = [t for t in sweep.tasks if t not in TASKS]
+    unknown = [t for t in sweep.tasks if t not in TASKS and t not in PANELS]
     if unknown:
-        raise ConfigError(f"eval: unknown task(s) {', '.join(unknown)} (known: {', '.join(sorted(TASKS))})")
+        raise ConfigError(f"eval: unknown task(s) {', '.join(unknown)} (known: {', '.join(sorted(TASKS))}; "
+                          f"panels: {', '.join(sorted(PANELS))})")
     points = grid_points(sweep)
     from talr.models import check_model_spec
 
@@ -189,11 +190,12 @@ def _run_finished(run_dir: Path) -> bool:
 
 
 def _eval_finished(eval_dir: Path, tasks: list[str]) -> bool:
+    from talr.evaluation.registry import expand_tasks
     from talr.evaluation.results import read_json
 
     path = eval_dir / "results.json"
     try:
-        return path.is_file() and all(t in read_json(path).get("results", {}) for t in tasks)
+        return path.is_file() and all(t in read_json(path).get("results", {}) for t, _ in expand_tasks(tasks))
     except ValueError:
         return False
 

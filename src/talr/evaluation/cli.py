@@ -1,7 +1,7 @@
 """``talr eval``: evaluate a model on registered tasks (wired into talr.cli by the lead).
 
     talr eval --model MODEL --tasks a,b,c [--limit N] [--out DIR] [--batch-size B] [--dtype D] [--data-dir DIR]
-              [--allow-unsandboxed] [--list]
+              [--allow-unsandboxed] [--base-model B] [--list]
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-unsandboxed", action="store_true",
                         help="run model-written code (humaneval) even where the sandbox lacks a layer (no root, no "
                              "user namespaces); results.json records the layers in force")
+    parser.add_argument("--base-model", default=None,
+                        help="model the KL of drift tasks (general_text) is taken against (default: the base recorded "
+                             "in the model's run directory, else the model itself)")
     parser.add_argument("--list", action="store_true", help="list the available tasks and exit")
 
 
@@ -44,12 +47,15 @@ def default_out_dir(model: str) -> Path:
 
 
 def list_tasks() -> str:
-    from talr.evaluation.registry import TASKS, get_task
+    from talr.evaluation.registry import PANELS, TASKS, get_task
 
     lines = []
     for name in TASKS:
         task = get_task(name)
         lines.append(f"{name:<24} {task.kind:<14} {task.description}")
+    for name, entries in PANELS.items():
+        members = ", ".join(f"{task} ({'all' if n is None else n})" for task, n in entries)
+        lines.append(f"{name:<24} {'panel':<14} {members}")
     return "\n".join(lines)
 
 
@@ -61,21 +67,20 @@ def run(args: argparse.Namespace) -> int:
         print("talr eval: error: --model and --tasks are required (or --list)", file=sys.stderr)
         return 2
     from talr.evaluation.evaluator import evaluate, format_table
-    from talr.evaluation.registry import get_task
+    from talr.evaluation.registry import expand_tasks, get_task
     from talr.evaluation.sandbox import ALLOW_ENV, sandbox_layers
 
     names = [n.strip() for n in args.tasks.split(",") if n.strip()]
     if args.allow_unsandboxed:
         os.environ[ALLOW_ENV] = "1"
     try:
-        for name in names:
-            if getattr(get_task(name), "runs_code", False):  # unknown task names fail before the model loads,
+        for name, _ in expand_tasks(names):  # unknown task names fail before the model loads,
+            if getattr(get_task(name), "runs_code", False):
                 sandbox_layers()  # and so does a sandbox missing a layer
     except ValueError as e:
         print(f"talr eval: error: {e}", file=sys.stderr)
         return 2
     from talr.models import load_model
-
     from talr.precision import log_startup, resolve_eval_dtype
 
     dtype = resolve_eval_dtype(args.dtype)
@@ -84,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out) if args.out else default_out_dir(args.model)
     try:
         results = evaluate(model, tokenizer, names, out_dir=out_dir, limit=args.limit, batch_size=args.batch_size,
-                           max_new_tokens=args.max_new_tokens,
+                           max_new_tokens=args.max_new_tokens, base_model=args.base_model,
                            model_name=str(args.model), data_dir=args.data_dir, dtype_requested=args.dtype)
     except (ValueError, FileNotFoundError) as e:
         print(f"talr eval: error: {e}", file=sys.stderr)

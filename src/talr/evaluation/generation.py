@@ -221,23 +221,30 @@ def _span_logprobs(
         inputs.append(ids[:-1])
         targets.append(ids[len(ids) - n :])
         fits.append(limit is None or n <= limit)
+    # Sequences with the same input row and span length share one forward pass: the logits at the scored positions
+    # depend on the inputs only (e.g. BoolQ's " no"/" yes" or MMLU's letters, one-token answers to one context).
+    rows: dict[tuple[tuple[int, ...], int], list[int]] = {}
+    for i in range(len(sequences)):
+        if fits[i]:
+            rows.setdefault((tuple(inputs[i]), len(targets[i])), []).append(i)
+    unique = list(rows.values())
     results: list[float | None] = [None] * len(sequences)
     bar = tqdm(total=len(sequences), unit="item", desc=desc, disable=not progress)
-    scorable = [i for i in range(len(sequences)) if fits[i]]
-    bar.update(len(sequences) - len(scorable))
-    for group in _length_sorted_batches([len(inputs[i]) for i in scorable], batch_size):
-        batch = [scorable[j] for j in group]
-        input_ids, attention_mask, position_ids = _left_padded([inputs[i] for i in batch], pad_id, device)
-        keep = max(len(targets[i]) for i in batch)
+    bar.update(len(sequences) - sum(len(members) for members in unique))
+    for group in _length_sorted_batches([len(inputs[members[0]]) for members in unique], batch_size):
+        batch = [unique[j] for j in group]
+        input_ids, attention_mask, position_ids = _left_padded([inputs[m[0]] for m in batch], pad_id, device)
+        keep = max(len(targets[m[0]]) for m in batch)
         logits = model(
             input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=keep
         ).logits
-        for row, i in enumerate(batch):
-            target = torch.tensor(targets[i], device=device)
-            row_logits = logits[row, keep - len(target) :].float()
-            logprobs = torch.log_softmax(row_logits, dim=-1).gather(-1, target[:, None])
-            results[i] = float(logprobs.double().sum())
-        bar.update(len(batch))
+        for row, members in enumerate(batch):
+            n = len(targets[members[0]])
+            logprobs = torch.log_softmax(logits[row, keep - n :].float(), dim=-1)
+            for i in members:
+                target = torch.tensor(targets[i], device=device)
+                results[i] = float(logprobs.gather(-1, target[:, None]).double().sum())
+            bar.update(len(members))
     bar.close()
     return results
 
@@ -294,6 +301,82 @@ def response_token_ids(tokenizer, messages: Sequence[dict], response: str) -> tu
     if not response_ids:
         raise ValueError("empty response: nothing to score")
     return prompt_ids + response_ids, len(response_ids)
+
+
+@torch.inference_mode()
+def _shared_prefix_logprobs(model, groups: Sequence[tuple[list[int], list[list[int]]]], pad_id: int,
+                            batch_size: int) -> list[list[float]]:
+    """For each ``(prefix ids, [continuation ids, ...])``: the summed log-probability of every continuation given the
+    prefix, running the prefix once (its KV cache is copied to one row per continuation).
+
+    Prefixes are left padded with explicit positions; continuations are right padded after them, which no real
+    token attends to (causal attention), so each continuation's result does not depend on its batch.
+    """
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[float]] = [[] for _ in groups]
+    for batch in _length_sorted_batches([len(p) for p, _ in groups], batch_size):
+        input_ids, attention_mask, position_ids = _left_padded([groups[g][0] for g in batch], pad_id, device)
+        cache = DynamicCache(config=model.config)
+        first = torch.log_softmax(model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                                        past_key_values=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float(),
+                                  dim=-1)
+        rows = [(b, c) for b, g in enumerate(batch) for c in groups[g][1]]  # (prefix row, continuation)
+        width = max(len(c) for _, c in rows) - 1
+        later = None
+        if width > 0:
+            cache.batch_select_indices(torch.tensor([b for b, _ in rows], device=device))
+            tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for r, (_, c) in enumerate(rows):
+                tokens[r, : len(c) - 1] = torch.tensor(c[:-1], dtype=torch.long)
+                mask[r, : len(c) - 1] = 1
+            prefix_rows = torch.tensor([b for b, _ in rows], device=device)
+            start = position_ids[prefix_rows, -1:] + 1
+            full_mask = torch.cat([attention_mask[prefix_rows], mask.to(device)], 1)
+            positions = start + torch.arange(width, device=device)
+            later = torch.log_softmax(model(
+                input_ids=tokens.to(device), attention_mask=full_mask, position_ids=positions, past_key_values=cache,
+                use_cache=True,
+            ).logits.float(), dim=-1)
+        r = 0
+        for b, g in enumerate(batch):
+            for c in groups[g][1]:
+                total = first[b, c[0]].double()
+                if len(c) > 1:
+                    total = total + later[r, torch.arange(len(c) - 1), torch.tensor(c[1:])].double().sum()
+                out[g].append(float(total))
+                r += 1
+    return out
+
+
+def response_loglikelihood(
+    model, tokenizer, examples: Sequence[dict], *, batch_size: int = 8, progress: bool = False
+) -> list[float | None]:
+    """Natural-log probability of each reference response ``{"messages": [...], "response": str}`` as the whole
+    assistant turn (see :func:`response_token_ids`); None for a response longer than the model's context window.
+
+    Responses to the same prompt (candidate answers) share one pass over the prompt.
+    """
+    sequences = [response_token_ids(tokenizer, ex["messages"], ex["response"]) for ex in examples]
+    limit = _max_length(model)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    results: list[float | None] = [None] * len(sequences)
+    for i, (ids, n) in enumerate(sequences):
+        if limit is None or len(ids) - 1 <= limit:
+            groups.setdefault(tuple(ids[: len(ids) - n]), []).append(i)
+    prefixes = list(groups)
+    bar = tqdm(total=len(sequences), unit="item", desc="response log-likelihood", disable=not progress)
+    values = _shared_prefix_logprobs(
+        model, [(list(p), [sequences[i][0][len(p):] for i in groups[p]]) for p in prefixes], _pad_id(tokenizer),
+        batch_size,
+    )
+    for prefix, group_values in zip(prefixes, values):
+        for i, value in zip(groups[prefix], group_values):
+            results[i] = value
+    bar.update(len(sequences))
+    bar.close()
+    return results
 
 
 def response_bits(

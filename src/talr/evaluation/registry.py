@@ -1,5 +1,8 @@
 """The one registry of evaluation tasks: name -> "module:Class". A new benchmark is one file plus one line here.
 
+Panels are named groups of tasks, each at a fixed N (None: every item), usable wherever a task name is
+(``talr eval --tasks``, a sweep's ``eval.general``).
+
 Task modules are imported only when a task is used, so listing or running one task does not import the checkers,
 sandboxes and data readers of all the others.
 """
@@ -30,8 +33,38 @@ TASKS: dict[str, str] = {
     "medcalc": "talr.evaluation.tasks.medcalc:MedCalc",
     "medcalc_label": "talr.evaluation.tasks.medcalc:MedCalcLabel",
     "esci": "talr.evaluation.tasks.esci:ESCI",
+    "esci_ll": "talr.evaluation.tasks.esci:ESCILogLikelihood",
+    "general_text": "talr.evaluation.tasks.general_text:GeneralTextDrift",
     "math": "talr.evaluation.tasks.math:Math",
 }
+
+
+# General capabilities with forward passes only (no generation): multiple choice at an N per task sized so the panel
+# runs in minutes on a CPU (docs/evaluation.md gives its cost and the difference each N can detect), and code length
+# plus drift from the base on 1,000 general texts.
+PANELS: dict[str, tuple[tuple[str, int | None], ...]] = {
+    "general_panel": (
+        ("arc_easy", 500), ("piqa", 500), ("boolq", 250), ("openbookqa", 500), ("winogrande", 500),
+        ("mmlu", 250), ("arc_challenge", 250), ("general_text", None),
+    ),
+}
+
+
+def expand_tasks(names: list[str] | tuple[str, ...]) -> list[tuple[str, int | None]]:
+    """Task names with panels replaced by their ``(task, N)`` entries (plain tasks get N None); a task named twice
+    keeps its first entry. Unknown names are an error listing the known tasks and panels."""
+    out: dict[str, int | None] = {}
+    for name in names:
+        if name in PANELS:
+            entries = PANELS[name]
+        elif name in TASKS:
+            entries = ((name, None),)
+        else:
+            raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}; "
+                             f"panels: {', '.join(sorted(PANELS))}")
+        for task, n in entries:
+            out.setdefault(task, n)
+    return list(out.items())
 
 
 def get_task(name: str) -> Task:

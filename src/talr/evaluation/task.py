@@ -4,6 +4,7 @@ A task turns each document into one request of a kind the evaluator knows how to
 
 - :class:`Generate`: greedy generation from chat messages (``max_new_tokens`` and ``stop`` are the task's);
 - :class:`Choices`: log-likelihood of each ``(context, continuation)`` pair (multiple choice);
+- :class:`ChatChoices`: log-likelihood of each candidate assistant turn to chat messages (labels as answers);
 - :class:`Response`: code length (bits) of a reference response to chat messages.
 
 ``score(doc, result)`` returns a :class:`Scored`; ``aggregate(records)`` turns saved sample records into results.json
@@ -30,6 +31,14 @@ class Generate:
 @dataclass(frozen=True)
 class Choices:
     pairs: list[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class ChatChoices:
+    """Candidate answers scored as whole assistant turns (through the end-of-turn token) after chat ``messages``."""
+
+    messages: list[dict]
+    responses: list[str]
 
 
 @dataclass(frozen=True)
@@ -65,7 +74,7 @@ class Task:
 
     name: ClassVar[str]
     version: ClassVar[str] = "1"
-    kind: ClassVar[str]  # "generate", "loglikelihood" or "response_bits"
+    kind: ClassVar[str]  # "generate", "loglikelihood" (Choices or ChatChoices) or "response_bits"
     description: ClassVar[str] = ""
     max_new_tokens: ClassVar[int] = 256
     stop: ClassVar[tuple[str, ...]] = ()

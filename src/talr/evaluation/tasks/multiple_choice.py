@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from talr.data.rows import require_file
+from talr.evaluation.baselines import label_baselines
 from talr.evaluation.task import Choices, Scored, Task
 
 ACC = "acc,none"
@@ -51,6 +52,8 @@ class MultipleChoice(Task):
     version = "1"
     path: str
     metrics = {ACC: True, ACC_NORM: True}
+    # names of the choice positions, for the majority-class baseline and the predicted-label distribution
+    label_names: tuple[str, ...] = ("A", "B", "C", "D", "E")
 
     def load_all(self, data_dir: Path) -> list[dict]:
         docs = read_foundry_jsonl(Path(data_dir) / self.path)
@@ -82,6 +85,22 @@ class MultipleChoice(Task):
         return Scored(extracted={"acc": pred, "acc_norm": pred_norm}, target=doc["gold"],
                       scores={k: v for k, v in scores.items() if k in self.metrics})
 
+    def aggregate(self, records: list[dict]) -> dict:
+        """Accuracies plus the sanity baselines (:mod:`talr.evaluation.baselines`) of the ``acc`` predictions, with
+        choice positions as labels. Items whose scorer raised (a choice longer than the model's window: no target
+        recorded) are left out of the baselines; ``acc`` counts them wrong."""
+        scored = [r for r in records if r.get("target") is not None]
+        if not scored:
+            return super().aggregate(records)
+        n_choices = [len(r["prompt"]) for r in scored]
+        if max(n_choices) > len(self.label_names):
+            raise ValueError(f"task {self.name}: an item has {max(n_choices)} choices, more than the "
+                             f"{len(self.label_names)} named positions")
+        labels = self.label_names[: max(n_choices)]
+        targets = [labels[int(r["target"])] for r in scored]
+        predictions = [labels[r["extracted"]["acc"]] for r in scored]
+        return {**super().aggregate(records), **label_baselines(targets, predictions, labels, n_choices)}
+
 
 class ARCEasy(MultipleChoice):
     name = "arc_easy"
@@ -106,12 +125,16 @@ class PIQA(ARCEasy):
 
 class BoolQ(MultipleChoice):
     name = "boolq"
-    description = "BoolQ validation (3,270), 'passage\\nQuestion: ...?\\nAnswer:' + ' no'/' yes', acc"
+    description = "BoolQ validation (3,270), lm-eval's 'passage\\nQuestion: ...?\\nAnswer:' + ' no'/' yes', acc"
     path = "boolq/boolq.jsonl"
     metrics = {ACC: True}
+    label_names = ("no", "yes")
+    version = "2"  # 1 kept LLM Foundry's "Passage: " prefix, which lm-eval's template does not have
 
     def context(self, doc: dict) -> str:
-        return doc["query"].strip() + "\nAnswer:"
+        # Foundry's query is "Passage: <passage>\nQuestion: <question>?"; lm-eval's boolq template is
+        # "{{passage}}\nQuestion: {{question}}?\nAnswer:", so the prefix goes
+        return doc["query"].strip().removeprefix("Passage: ") + "\nAnswer:"
 
 
 class OpenBookQA(MultipleChoice):
