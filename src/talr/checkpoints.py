@@ -159,7 +159,9 @@ def prepare_resume(current_config: dict, run_dir: Path, edit: bool = True) -> Ch
     if not edit:
         return checkpoint
     if checkpoint is None:
-        logger.warning("%s has no complete checkpoint: training from step 0", run_dir)
+        # a warning only when an earlier attempt trained here (a fresh sweep point is resumed too, and has nothing)
+        earlier = (run_dir / "metrics.jsonl").is_file() or (run_dir / CHECKPOINTS_DIR).is_dir()
+        (logger.warning if earlier else logger.info)("%s has no complete checkpoint: training from step 0", run_dir)
         start_fresh(run_dir)
         return None
     logger.info("Resuming %s from %s (step %d)", run_dir, checkpoint.path.name, checkpoint.step)
