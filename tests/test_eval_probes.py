@@ -96,7 +96,10 @@ def test_probes_run_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
                    batch_size=4, progress=False)
     res = out["results"]
     assert 0.0 <= res["arc_easy"][ACC] <= 1.0 and ACC_NORM in res["arc_easy"]
-    assert set(res["winogrande"]) == {"alias", ACC, "acc_stderr,none"}
+    # accuracy, its error and the sanity baselines of a label task (chance, majority, macro-F1, predictions)
+    assert {"alias", ACC, "acc_stderr,none", "chance,none", "majority,none", "macro_f1,none",
+            "pred_distribution"} <= set(res["winogrande"])
+    assert ACC_NORM not in res["winogrande"]
     # A random 300-token-vocabulary model: about log2(vocab) bits per token.
     assert math.log2(len(tok)) - 1.5 < res["codelength_alpaca_eval"][BITS_PER_TOKEN] < math.log2(len(tok)) + 1.5
 
@@ -104,4 +107,5 @@ def test_probes_run_end_to_end_on_a_tiny_model(tmp_path, tiny_model_dir):
 def test_every_registered_task_instantiates_with_its_registry_name():
     for name in TASKS:
         task = get_task(name)
-        assert task.name == name and task.metrics and task.kind in ("generate", "loglikelihood", "response_bits")
+        assert task.name == name and task.metrics and task.kind in ("generate", "loglikelihood", "response_bits",
+                                                                    "response_drift")
