@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from talr.evaluation.results import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +104,7 @@ def truncate_jsonl(path: Path, step: int) -> None:
             continue
         if not isinstance(record, dict) or not isinstance(record.get("step"), int) or record["step"] <= step:
             kept.append(line)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in kept))
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, object]:

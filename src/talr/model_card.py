@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from talr import __version__
+from talr.evaluation.results import atomic_write_text
 
 CARD = "README.md"
 # talr's embedded model is this hub model's Q4_1 GGUF, de-quantised to float32 (talr.models)
@@ -57,10 +58,7 @@ def read_card(folder: str | os.PathLike) -> tuple[dict, str]:
 
 def write_card(folder: str | os.PathLike, metadata: dict, body: str) -> Path:
     path = Path(folder) / CARD
-    tmp = path.with_name(f".{CARD}.tmp")
-    tmp.write_text(render_card(metadata, body), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, render_card(metadata, body))
 
 
 def hub_base_model(spec: str) -> str | None:

@@ -34,6 +34,7 @@ from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.divergence import TrainingDiverged, divergence_rule, record_divergence
+from talr.evaluation.results import atomic_write_json
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
 from talr.model_card import write_run_cards
@@ -268,12 +269,6 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     )
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _run_trainer(trainer: TalrTrainer, checkpoint, rule, config: Config):
     """``trainer.train()``, from ``checkpoint`` when there is one; a divergence is recorded (talr.divergence) and
     raised again."""
@@ -359,7 +354,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
     if trainer.is_world_process_zero():
         steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
         throughput = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
-        _write_json(run_dir / "run.json", {
+        atomic_write_json(run_dir / "run.json", {
             "status": "finished",
             "versions": _versions(),
             "seed": config.seed,

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from talr import stats
 from talr.evaluation.metrics import BOOTSTRAP_ITERS, BOOTSTRAP_SEED, with_stderr
 
 CHANCE = "chance,none"
@@ -32,9 +33,9 @@ UNPARSED = "none"
 
 def chance_rate(n_choices: Sequence[int]) -> float:
     """Expected accuracy of a uniform random guess: the mean over items of 1 / (number of choices)."""
-    if not n_choices or min(n_choices) < 1:
-        raise ValueError(f"every item needs at least one choice, got {list(n_choices)[:5]}...")
-    return math.fsum(1.0 / k for k in n_choices) / len(n_choices)
+    if not n_choices:
+        raise ValueError("chance rate of no items")
+    return stats.mean([stats.chance_rate(k) for k in n_choices])
 
 
 def majority(targets: Sequence[str], labels: Sequence[str]) -> tuple[str, float]:
@@ -81,7 +82,7 @@ def _codes(targets: Sequence[str], predictions: Sequence[str | None], labels: Se
 
 
 def _macro_f1_from_confusion(confusion: np.ndarray, n_labels: int) -> np.ndarray:
-    """Macro-F1 of confusion matrices ``[..., n_labels, n_labels + 1]`` (rows: target, columns: prediction, the last
+    """Macro-F1 (as :func:`talr.stats.macro_f1`, vectorised over bootstrap resamples) of confusion matrices ``[..., n_labels, n_labels + 1]`` (rows: target, columns: prediction, the last
     column the unparsed ones). F1 = 2TP / (2TP + FP + FN), 0 when that is 0/0; every label counts in the mean."""
     tp = np.diagonal(confusion[..., :n_labels], axis1=-2, axis2=-1)
     fp = confusion[..., :n_labels].sum(axis=-2) - tp
@@ -92,13 +93,9 @@ def _macro_f1_from_confusion(confusion: np.ndarray, n_labels: int) -> np.ndarray
 
 
 def macro_f1(targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str]) -> float:
-    """Macro-F1 over ``labels`` (sklearn's ``f1_score(average="macro", labels=labels, zero_division=0)``)."""
-    if len(targets) != len(predictions):
-        raise ValueError(f"{len(targets)} targets but {len(predictions)} predictions")
-    t, p = _codes(targets, predictions, labels)
-    k = len(labels)
-    confusion = np.bincount(t * (k + 1) + p, minlength=k * (k + 1)).reshape(k, k + 1)
-    return float(_macro_f1_from_confusion(confusion, k))
+    """Macro-F1 over ``labels`` (sklearn's ``f1_score(average="macro", labels=labels, zero_division=0)``;
+    :func:`talr.stats.macro_f1`, where a prediction of None is a miss for its target label)."""
+    return stats.macro_f1(targets, predictions, labels)
 
 
 def macro_f1_stderr(targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str],
