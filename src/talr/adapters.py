@@ -43,12 +43,6 @@ def apply_lora(model: torch.nn.Module, config) -> torch.nn.Module:
     return peft_model
 
 
-def is_peft_model(model: torch.nn.Module) -> bool:
-    from peft import PeftModel
-
-    return isinstance(model, PeftModel)
-
-
 def save_merged(peft_model: torch.nn.Module, tokenizer, out: str | os.PathLike) -> Path:
     """Merge the adapter into its base weights (in place: call it when training is over) and save a plain model
     folder with the tokenizer."""
@@ -57,3 +51,15 @@ def save_merged(peft_model: torch.nn.Module, tokenizer, out: str | os.PathLike) 
     merged.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+class LoraAdapter:
+    """The ``lora`` adapter as the trainer uses it (``talr.methods.registry.ADAPTERS``): wrap the model before
+    training, and once the adapter is saved in model/, also write the merged model (``lora.save_merged``)."""
+
+    apply = staticmethod(apply_lora)
+
+    @staticmethod
+    def finish(model: torch.nn.Module, tokenizer, run_dir: str | os.PathLike, config) -> None:
+        if config.lora.save_merged:
+            save_merged(model, tokenizer, Path(run_dir) / "merged")

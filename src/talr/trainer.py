@@ -27,7 +27,6 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from talr import __version__, losses
-from talr.adapters import is_peft_model, save_merged
 from talr.callbacks import DivergenceCallback, build_probes
 from talr.checkpoints import CHECKPOINTS_DIR, prepare_resume, remove_checkpoints, start_fresh
 from talr.config import Config, config_to_dict, save_config
@@ -321,7 +320,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
     # one-time work of the weighting (FLOW scores the base model) on the starting model, before any adapter
     weighting.prepare(PreparedRun(model, tokenizer, examples, features, run_dir, resumed=checkpoint is not None))
     adapter = ADAPTERS.load(config.method.adapter)
-    model = adapter(model, config) if adapter else model
+    model = adapter.apply(model, config) if adapter else model
     make_regularizer = REGULARIZERS.load(config.method.regularizer)
     regularizer = make_regularizer(model, config) if make_regularizer else None
     args = training_arguments(config, run_dir)
@@ -351,8 +350,8 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
         trainer.save_model(str(trained_dir))
         if averaging:
             averaging(config.model, trained_dir, run_dir / "model", config)
-        if is_peft_model(trainer.model) and config.lora.save_merged:
-            save_merged(trainer.model, tokenizer, run_dir / "merged")
+        if adapter:
+            adapter.finish(trainer.model, tokenizer, run_dir, config)
     if trainer.is_world_process_zero():
         steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
         throughput = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]

@@ -5,7 +5,8 @@ Four independent axes compose into a method:
 
 * loss weighting — how each supervised token's loss is weighted (:class:`talr.methods.base.TokenWeighting`);
 * regulariser — a penalty added to the loss (a factory ``(model, config) -> object with .penalty(model)``);
-* adapter — which parameters train (``(model, config) -> model``);
+* adapter — which parameters train (``.apply(model, config) -> model`` before training, ``.finish(model, tokenizer,
+  run_dir, config)`` after the trained weights are saved);
 * averaging — a post-hoc step on the finished weights (``(base, finetuned_dir, out_dir, config) -> out_dir``).
 
 ``None`` is the axis' no-op. A new method is one module plus one line here (and a preset if it has a name). This
@@ -69,7 +70,7 @@ REGULARIZERS = Registry("method.regularizer", {
 
 ADAPTERS = Registry("method.adapter", {
     "full": None,
-    "lora": "talr.adapters:apply_lora",
+    "lora": "talr.adapters:LoraAdapter",
 })
 
 # train() applies the averaging at the end of a run (the run's model/ is then the average, finetuned/ what training
