@@ -1,7 +1,7 @@
 """The study of issue 14, small, on one GPU: one domain's grid and the general panel, in about ten minutes.
 
     python benchmarks/gpu_study.py --out DIR [--model-dir DIR] [--limit N]
-    python benchmarks/gpu_study.py --out DIR --tiny    # seconds, on CPU: what the test suite runs so this cannot rot
+    python benchmarks/gpu_study.py --out DIR --tiny    # on CPU (~90 CPU-s): what the test suite runs so this cannot rot
 
 The embedded SmolLM2-135M-Instruct (``--model-dir``: its converted safetensors folder; default the one in the talr
 cache; no ``gguf`` or lm-eval needed), fine-tuned label-only on ESCI (320 training rows, 32 of them held out for the
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-dir", default=None,
                         help="the embedded model's converted folder (default: the talr cache's)")
     parser.add_argument("--limit", type=int, default=None, help=f"items per task (default {LIMIT}, tiny {TINY_LIMIT})")
-    parser.add_argument("--tiny", action="store_true", help="a tiny random model and grid (runs on CPU in seconds)")
+    parser.add_argument("--tiny", action="store_true", help="a tiny random model and grid (runs on CPU, ~90 CPU-s)")
     args = parser.parse_args(argv)
     import logging
 
