@@ -77,7 +77,8 @@ def _add_scoring_options(parser: argparse.ArgumentParser, limit: int | None) -> 
 def _sweep(args: argparse.Namespace) -> int:
     from talr.sweep import load_sweep_config, run_sweep
 
-    sweep = load_sweep_config(args.config, args.set)  # every config error surfaces before training starts
+    # every config error surfaces before training starts; a plan does not load the model (it runs elsewhere)
+    sweep = load_sweep_config(args.config, args.set, check_model=not args.plan)
     if args.plan:
         from talr.sweep import plan_sweep
 

@@ -40,10 +40,27 @@ LOCK_FILE = "sweep.lock"  # in the sweep folder while a `talr sweep` works there
 
 
 @dataclass
+class MethodAxes:
+    """One grid method's own learning rates and/or seeds, replacing the grid's (None keeps the grid's)."""
+
+    learning_rates: list[float] | None = None
+    seeds: list[int] | None = None
+
+
+@dataclass
 class GridConfig:
     methods: list[str | dict] = field(default_factory=lambda: ["sft", "talr"])
     learning_rates: list[float] = field(default_factory=lambda: [1e-6, 5e-6, 2e-5])
     seeds: list[int] = field(default_factory=lambda: [0])
+    # method name (as in the point names: a preset, or an axis mapping's "k=v+k=v") -> MethodAxes: LoRA learns at
+    # about 10x full fine-tuning's rates, and a study can give its baselines fewer seeds than the methods it compares
+    by_method: dict = field(default_factory=dict)
+
+    def axes(self, method: str) -> tuple[list[float], list[int]]:
+        """The learning rates and seeds of one grid method."""
+        own = self.by_method.get(method) or MethodAxes()
+        return (self.learning_rates if own.learning_rates is None else own.learning_rates,
+                self.seeds if own.seeds is None else own.seeds)
 
 
 @dataclass
@@ -66,6 +83,7 @@ class EvalConfig:
 class WiseFTConfig:
     alphas: list[float] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["sft"])  # grid methods whose runs get averaged
+    seeds: list[int] | None = None  # the seeds whose runs get averaged (None: every seed)
 
 
 @dataclass
@@ -102,7 +120,8 @@ def _method_name(method: str | dict) -> str:
     return "+".join(f"{k}={v}" for k, v in sorted(method.items()) if v not in ("none", "full"))
 
 
-def load_sweep_config(path: str | Path, overrides: list[str] | None = None) -> SweepConfig:
+def load_sweep_config(path: str | Path, overrides: list[str] | None = None, *,
+                      check_model: bool = True) -> SweepConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep config {path} does not exist")
@@ -117,7 +136,7 @@ def load_sweep_config(path: str | Path, overrides: list[str] | None = None) -> S
         if not isinstance(train, dict):
             raise ConfigError("train: expected a mapping (a `talr train` config)")
         sweep.train = train
-        validate_sweep(sweep)
+        validate_sweep(sweep, check_model=check_model)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
     return sweep
@@ -127,8 +146,9 @@ def grid_points(sweep: SweepConfig) -> list[GridPoint]:
     """Every grid point with its fully validated training config (raises ConfigError before any work)."""
     points = []
     for method in sweep.grid.methods:
-        for lr in sweep.grid.learning_rates:
-            for seed in sweep.grid.seeds:
+        learning_rates, seeds = sweep.grid.axes(_method_name(method))
+        for lr in learning_rates:
+            for seed in seeds:
                 name = f"{_method_name(method)}_lr{lr:g}_seed{seed}"
                 raw = copy.deepcopy(sweep.train)
                 raw.update(method=method, seed=seed, output_dir=str(sweep.root / "runs" / name))
@@ -141,16 +161,35 @@ def grid_points(sweep: SweepConfig) -> list[GridPoint]:
     return points
 
 
-def validate_sweep(sweep: SweepConfig) -> None:
+def _check_axes(key: str, learning_rates: list[float], seeds: list[int]) -> None:
+    if not learning_rates or not seeds:
+        raise ConfigError(f"{key}: learning_rates and seeds must each be non-empty")
+    for lr in learning_rates:
+        if not lr > 0:
+            raise ConfigError(f"{key}.learning_rates: {lr} is not positive")
+
+
+def validate_sweep(sweep: SweepConfig, *, check_model: bool = True) -> None:
+    """Every config error, before any work. ``check_model=False`` (``talr sweep --plan``) leaves out the check that
+    the model loads here: the planned commands load it where they run, and a hub id not in this machine's cache
+    would need the network."""
     grid = sweep.grid
     if not grid.methods or not grid.learning_rates or not grid.seeds:
         raise ConfigError("grid: methods, learning_rates and seeds must each be non-empty")
-    for lr in grid.learning_rates:
-        if not lr > 0:
-            raise ConfigError(f"grid.learning_rates: {lr} is not positive")
+    _check_axes("grid", grid.learning_rates, grid.seeds)
     for method in grid.methods:
         if isinstance(method, str) and method not in PRESETS:
             raise ConfigError(f"grid.methods: unknown method {method!r} (known presets: {', '.join(PRESETS)})")
+    names = [_method_name(m) for m in grid.methods]
+    for method, axes in grid.by_method.items():
+        key = f"grid.by_method.{method}"
+        if method not in names:
+            raise ConfigError(f"{key}: {method!r} is not a grid method (grid methods: {', '.join(names)})")
+        if not isinstance(axes, MethodAxes):
+            if not isinstance(axes, dict):
+                raise ConfigError(f"{key}: expected a mapping with learning_rates and/or seeds, got {axes!r}")
+            grid.by_method[method] = axes = build_dataclass(MethodAxes, axes, key)
+        _check_axes(key, *grid.axes(method))
     if sweep.eval.min_difference is not None and not 0 < sweep.eval.min_difference < 1:
         raise ConfigError(f"eval.min_difference: {sweep.eval.min_difference} is not a fraction in (0, 1)")
     for alpha in sweep.wise_ft.alphas:
@@ -165,9 +204,10 @@ def validate_sweep(sweep: SweepConfig) -> None:
         raise ConfigError(f"eval: unknown task(s) {', '.join(unknown)} (known: {', '.join(sorted(TASKS))}; "
                           f"panels: {', '.join(sorted(PANELS))})")
     points = grid_points(sweep)
-    from talr.models import check_model_spec
+    if check_model:
+        from talr.models import check_model_spec
 
-    check_model_spec(points[0].config.model)
+        check_model_spec(points[0].config.model)
     # load the training data once now, so a missing file fails before hours of training
     from talr.data import load_train_examples
 
@@ -323,7 +363,8 @@ def _run_sweep(sweep: SweepConfig) -> Path:
             continue
         _write_point(run_dir, point)
         _evaluate(run_dir, run_dir / "eval", sweep)
-        if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods:
+        if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods and (
+                sweep.wise_ft.seeds is None or point.seed in sweep.wise_ft.seeds):
             _wise_ft_points(point, run_dir, base_model, sweep)
         write_record(root)
         if not sweep.keep_models and (run_dir / "model").exists():

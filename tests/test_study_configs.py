@@ -1,0 +1,102 @@
+"""The study's sweep configs (configs/sweeps/gpu_*.yaml, study_*.yaml) validate, and the GPU ones plan offline."""
+
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from talr.cli import main
+from talr.config import ConfigError, load_config
+from talr.paths import data_dir
+from talr.sweep import grid_points, load_sweep_config
+
+SWEEPS = Path(__file__).resolve().parents[1] / "configs" / "sweeps"
+GPU_CONFIGS = ("gpu_esci.yaml", "gpu_math.yaml", "gpu_medcalc.yaml")
+STUDY_CONFIGS = ("study_esci_smollm2.yaml", "study_math_smollm2.yaml")
+needs_data = pytest.mark.skipif(not all((data_dir() / d).is_dir() for d in ("esci", "gsm8k", "medcalc_bench")),
+                                reason="benchmark data folder not found")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any attempt to open a connection fails the test: the plan must need no hub and no download."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")  # no cached model to lean on
+
+
+@needs_data
+@pytest.mark.parametrize("name", GPU_CONFIGS)
+def test_gpu_config_plans_offline_one_command_per_point(name, tmp_path, monkeypatch, capsys, no_network):
+    monkeypatch.chdir(tmp_path)
+    assert main(["sweep", str(SWEEPS / name), "--plan"]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    sweep = load_sweep_config(SWEEPS / name, check_model=False)
+    points = grid_points(sweep)
+    assert len(commands) == len(points) == 30  # sft, talr x 3 rates x 3 seeds; dft, l2, flow, lora x 3 rates
+    for point, command in zip(points, commands):
+        config = Path(point.config.output_dir) / "config.yaml"
+        assert command == f"accelerate launch -m talr.cli train --resume --config {config}"
+        planned = load_config(config)
+        assert planned.model == "Qwen/Qwen2.5-1.5B-Instruct"
+        assert planned.training.learning_rate == point.learning_rate
+    lora = {p.learning_rate for p in points if p.method == "lora"}
+    full = {p.learning_rate for p in points if p.method == "sft"}
+    assert full == {1e-6, 5e-6, 2e-5}  # the paper's rates
+    assert sorted(lora) == pytest.approx(sorted(10 * lr for lr in full))  # LoRA at 10x
+    assert sweep.eval.max_new_tokens is None  # official generation budgets (IFEval 1,280)
+
+
+@needs_data
+def test_without_plan_an_uncached_hub_id_is_still_refused_offline(tmp_path, monkeypatch, no_network):
+    from talr.models import ModelNotFoundError
+
+    monkeypatch.setattr("talr.models._hub_offline", lambda: True)
+    with pytest.raises(ModelNotFoundError, match="HF_HUB_OFFLINE"):
+        load_sweep_config(SWEEPS / "gpu_esci.yaml", [f"out_dir={tmp_path}"])
+
+
+@needs_data
+@pytest.mark.parametrize("name", STUDY_CONFIGS)
+def test_cpu_study_config_validates(name):
+    sweep = load_sweep_config(SWEEPS / name, check_model=False)
+    points = grid_points(sweep)
+    rates = {p.learning_rate for p in points if p.method == "sft"}
+    assert len(rates) >= 4 and min(rates) <= 1e-6 and max(rates) >= 1e-4
+    assert {p.method for p in points} == {"sft", "talr", "dft", "l2", "flow", "lora"}
+    assert sweep.wise_ft.alphas == [0.25, 0.5, 0.75]
+
+
+def _raw_sweep(tmp_path, tiny_model_dir, by_method):
+    (tmp_path / "train.jsonl").write_text('{"prompt": "Say 1.", "completion": "1"}\n')
+    return {"name": "axes", "out_dir": str(tmp_path), "eval": {"domain": ["esci_ll"]},
+            "grid": {"methods": ["sft", "lora"], "learning_rates": [1e-5, 1e-4], "seeds": [0, 1],
+                     "by_method": by_method},
+            "train": {"model": str(tiny_model_dir), "data": {"train": str(tmp_path / "train.jsonl")}}}
+
+
+def test_a_method_gets_its_own_learning_rates_and_seeds(tmp_path, tiny_model_dir):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(_raw_sweep(tmp_path, tiny_model_dir,
+                                              {"lora": {"learning_rates": [1e-3], "seeds": [0]}})))
+    names = [p.name for p in grid_points(load_sweep_config(path))]
+    assert names == ["sft_lr1e-05_seed0", "sft_lr1e-05_seed1", "sft_lr0.0001_seed0", "sft_lr0.0001_seed1",
+                     "lora_lr0.001_seed0"]
+
+
+@pytest.mark.parametrize("by_method, message", [
+    ({"dft": {"seeds": [0]}}, "'dft' is not a grid method"),
+    ({"lora": {"learning_rates": [-1.0]}}, "grid.by_method.lora.learning_rates: -1.0 is not positive"),
+    ({"lora": {"seeds": []}}, "grid.by_method.lora: learning_rates and seeds must each be non-empty"),
+    ({"lora": {"rate": [1e-3]}}, "grid.by_method.lora.rate: unknown key"),
+])
+def test_a_bad_per_method_axis_is_refused(tmp_path, tiny_model_dir, by_method, message):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(_raw_sweep(tmp_path, tiny_model_dir, by_method)))
+    with pytest.raises(ConfigError, match=message):
+        load_sweep_config(path)
