@@ -4,7 +4,7 @@ import pytest
 
 from talr import advisor, analysis
 from talr.config import config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.models import load_model
 
 

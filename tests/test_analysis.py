@@ -9,7 +9,8 @@ import torch
 
 from talr import analysis
 from talr.analysis import ExampleScores
-from talr.data.formats import DataFormatError, tokenize_examples, write_jsonl
+from talr.data.formats import DataFormatError, tokenize_examples
+from talr.io import write_jsonl
 from talr.models import load_model
 from talr.testing import make_tiny_model
 

@@ -6,7 +6,7 @@ import pytest
 from talr import analysis, callbacks
 from talr.analysis import ExampleScores
 from talr.config import ConfigError, config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.models import load_model
 from talr.trainer import train
 

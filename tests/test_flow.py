@@ -7,7 +7,8 @@ import torch
 
 from talr import flow
 from talr.config import config_from_dict
-from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
+from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.io import write_jsonl
 from talr.losses import IGNORE_INDEX
 from talr.models import load_model
 from talr.trainer import TalrTrainer, train, training_arguments

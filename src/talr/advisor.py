@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import tempfile
@@ -30,7 +29,7 @@ import numpy as np
 from talr import analysis, losses, stats
 from talr.callbacks import hold_out, read_probes
 from talr.config import Config, DatasetSpec, ProbesConfig
-from talr.data.formats import write_jsonl
+from talr.io import atomic_write_json, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -207,4 +206,4 @@ def format_advice(advice: dict) -> str:
 
 
 def save_advice(advice: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(advice, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_json(path, advice)

@@ -16,7 +16,6 @@ work) and only the main process writes.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from pathlib import Path
@@ -27,6 +26,7 @@ from transformers import TrainerCallback
 from talr import analysis, losses, stats
 from talr.data.formats import DataFormatError, tokenize_examples
 from talr.divergence import DivergenceRule, TrainingDiverged
+from talr.io import append_jsonl, read_jsonl_records
 
 logger = logging.getLogger(__name__)
 
@@ -46,10 +46,9 @@ class ProbeLog:
     def write(self, state, record: dict) -> None:
         if not state.is_world_process_zero:
             return
-        with self.path.open("a" if self.started else "w", encoding="utf-8") as handle:
-            if not self.started and self.header is not None:
-                handle.write(json.dumps(self.header) + "\n")
-            handle.write(json.dumps(record) + "\n")
+        if not self.started:
+            self.path.write_text("")  # a log restarts with its run
+        append_jsonl(self.path, [self.header, record] if not self.started and self.header is not None else [record])
         self.started = True
 
 
@@ -283,7 +282,7 @@ def read_probes(run_dir: str | Path) -> list[dict]:
     path = Path(run_dir) / PROBES_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl_records(path)
 
 
 def plot_probes(run_dirs: dict[str, str | Path], path: str | Path) -> Path:

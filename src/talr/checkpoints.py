@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from talr.evaluation.results import atomic_write_text
+from talr.io import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ def prepare_resume(current_config: dict, run_dir: Path, edit: bool = True) -> Ch
 
     Refuses (ResumeError) a finished run and a config that differs from the run's saved ``config.yaml`` in anything
     that changes what is computed (the data file's content is not checked)."""
-    from talr.evaluation.results import read_json
+    from talr.io import read_json
 
     run_json = run_dir / "run.json"
     if run_json.is_file() and read_json(run_json).get("status") == "finished":

@@ -76,7 +76,7 @@ def divergence_rule(config) -> DivergenceRule | None:
 def record_divergence(run_dir: Path, error: TrainingDiverged, extra: dict) -> Path | None:
     """Delete the checkpoints written after the last log that passed the rule, write ``run.json`` with
     ``"status": "diverged"``, and return the last good checkpoint (None when there is none)."""
-    from talr.evaluation.results import atomic_write_json
+    from talr.io import atomic_write_json
 
     remove_checkpoints(run_dir, after_step=error.last_good_step)
     kept = complete_checkpoints(run_dir)

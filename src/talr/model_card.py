@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from talr import __version__
-from talr.evaluation.results import atomic_write_text
+from talr.io import atomic_write_text
 
 CARD = "README.md"
 # talr's embedded model is this hub model's Q4_1 GGUF, de-quantised to float32 (talr.models)

@@ -27,7 +27,7 @@ import yaml
 from talr import stats
 from talr.data.rows import iter_jsonl
 from talr.evaluation.metrics import stderr_key
-from talr.evaluation.results import read_json
+from talr.io import read_json
 
 RECORD_RESULTS = "results.json"
 RECORD_SAMPLES = "samples.jsonl.gz"

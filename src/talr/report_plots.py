@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from talr.io import read_jsonl_records
 from talr.report import KIND_LABEL, axis_points, front_indices, off_front
 from talr.report_data import Sweep
 
@@ -93,7 +93,7 @@ def plot_curves(sweep: Sweep, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     colours = plt.get_cmap("tab20")
     for k, point in enumerate(runs):
-        records = [json.loads(line) for line in (point.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        records = read_jsonl_records(point.run_dir / "metrics.jsonl")
         records = [r for r in records if "nll" in r]
         for ax, (key, _) in zip(axes, panels):
             ax.plot([r["step"] for r in records], [r[key] for r in records], color=colours(k % 20), lw=1.2,

@@ -31,6 +31,7 @@ from typing import Literal
 import yaml
 
 from talr.config import Config, ConfigError, build_dataclass, apply_overrides, config_from_dict, read_yaml_mapping
+from talr.io import atomic_write_text
 from talr.locks import FolderLock
 from talr.methods import PRESETS
 
@@ -176,7 +177,7 @@ def validate_sweep(sweep: SweepConfig) -> None:
 
 def _run_status(run_dir: Path) -> str | None:
     """``run.json``'s status ("finished", "diverged"), or None for a run not done (or never started)."""
-    from talr.evaluation.results import read_json
+    from talr.io import read_json
 
     path = run_dir / "run.json"
     try:
@@ -191,7 +192,7 @@ def _run_finished(run_dir: Path) -> bool:
 
 def _eval_finished(eval_dir: Path, tasks: list[str]) -> bool:
     from talr.evaluation.registry import expand_tasks
-    from talr.evaluation.results import read_json
+    from talr.io import read_json
 
     path = eval_dir / "results.json"
     try:
@@ -306,7 +307,7 @@ def _run_sweep(sweep: SweepConfig) -> Path:
     points = grid_points(sweep)
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
-    (root / "sweep.yaml").write_text(yaml.safe_dump({**dataclasses.asdict(sweep), "train": sweep.train},
+    atomic_write_text(root / "sweep.yaml", yaml.safe_dump({**dataclasses.asdict(sweep), "train": sweep.train},
                                                     sort_keys=False))
     base_model = points[0].config.model
     from talr.precision import autocast_name, log_startup, resolve_autocast, resolve_eval_dtype
@@ -348,7 +349,7 @@ def _wise_ft_points(point: GridPoint, run_dir: Path, base_model: str, sweep: Swe
 
 
 def _write_point(directory: Path, point: GridPoint, **extra) -> None:
-    from talr.evaluation.results import atomic_write_json
+    from talr.io import atomic_write_json
 
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / "point.json", {

@@ -12,7 +12,7 @@ import io
 import json
 from pathlib import Path
 
-from talr.evaluation.results import atomic_write_bytes, atomic_write_json, read_json
+from talr.io import atomic_write_bytes, atomic_write_json, read_json
 from talr.report_data import RECORD_RESULTS, RECORD_SAMPLES, read_run_dir
 
 

@@ -12,7 +12,6 @@ trains, ``checkpoints/`` holds what ``train(..., resume=True)`` continues from (
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -34,7 +33,7 @@ from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.divergence import TrainingDiverged, divergence_rule, record_divergence
-from talr.evaluation.results import atomic_write_json
+from talr.io import append_jsonl, atomic_write_json, read_jsonl_records
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
 from talr.model_card import write_run_cards
@@ -205,8 +204,7 @@ class MetricsFileCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_jsonl(self.path, [record])
 
 
 def _git_hash() -> str | None:
@@ -352,7 +350,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
         if is_peft_model(trainer.model) and config.lora.save_merged:
             save_merged(trainer.model, tokenizer, run_dir / "merged")
     if trainer.is_world_process_zero():
-        steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        steps = read_jsonl_records(metrics_path)
         throughput = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
         atomic_write_json(run_dir / "run.json", {
             "status": "finished",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -96,17 +96,6 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not examples:
         raise DataFormatError(f"{path}: no examples")
     return examples
-
-
-def write_jsonl(examples: Iterable[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps(example, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def _render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:

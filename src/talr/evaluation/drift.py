@@ -20,6 +20,7 @@ increases a KL) that equals it when ``top_k`` is the vocabulary size; docs/evalu
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from tqdm.auto import tqdm
 
 from talr.evaluation.generation import LOG2, _left_padded, _length_sorted_batches, _max_length, _pad_id
 from talr.evaluation.generation import response_token_ids
+from talr.io import atomic_write_bytes
 from talr.paths import cache_dir
 
 DEFAULT_TOP_K = 256
@@ -117,10 +119,9 @@ def cached_base_side(load_base, fingerprint: str, tokenizer, examples: Sequence[
         data = torch.load(path, weights_only=True)
         return BaseSide(data["ids"], data["logprobs"], data["log_rest"])
     side = base_side(load_base(), tokenizer, examples, top_k=top_k, batch_size=batch_size, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"ids": side.ids, "logprobs": side.logprobs, "log_rest": side.log_rest}, tmp)
-    tmp.replace(path)  # atomic: a cut-off save never looks like a cache hit
+    buffer = io.BytesIO()
+    torch.save({"ids": side.ids, "logprobs": side.logprobs, "log_rest": side.log_rest}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())  # a cut-off save never looks like a cache hit
     return side
 
 
