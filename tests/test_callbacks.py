@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from talr import analysis, callbacks
-from talr.analysis import ExampleScores
+from talr import callbacks, scoring, token_stats
+from talr.scoring import ExampleScores
 from talr.config import ConfigError, config_from_dict
 from talr.io import write_jsonl
 from talr.models import load_model
@@ -88,8 +88,8 @@ def test_probes_during_training(tmp_path, tiny_model_dir, files):
     # the last probe is exactly a scoring of the saved model on the held-out examples
     model, tokenizer = load_model(run_dir)
     examples = [json.loads(line) for line in data.read_text().splitlines()]
-    scores, _ = analysis.score_examples(model, tokenizer, [examples[i] for i in held], 64)
-    bits, tokens = analysis.code_lengths(scores)
+    scores, _ = scoring.score_examples(model, tokenizer, [examples[i] for i in held], 64)
+    bits, tokens = token_stats.code_lengths(scores)
     assert code[-1]["domain_bits"] == pytest.approx(bits.mean(), rel=1e-4)
     assert code[-1]["domain_bits_per_token"] == pytest.approx(bits.sum() / tokens.sum(), rel=1e-4)
 

@@ -26,10 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-from talr import analysis, losses, stats
+from talr import analysis, losses, scoring, stats, token_stats
 from talr.callbacks import hold_out, read_probes
 from talr.config import Config, DatasetSpec, ProbesConfig
+from talr.data import chat
 from talr.io import atomic_write_json, write_jsonl
+from talr.sampling import seeded_subset
 
 logger = logging.getLogger(__name__)
 
@@ -101,20 +103,20 @@ def recommend(runs: Sequence[dict], tolerance: float = TOLERANCE, significance: 
             "reason": reason, "verdicts": verdicts}
 
 
-def hard_token_evidence(scores: list[analysis.ExampleScores], tokenizer, config: Config, top: int = 10) -> dict:
+def hard_token_evidence(scores: list[scoring.ExampleScores], tokenizer, config: Config, top: int = 10) -> dict:
     """Hard-token statistics of the data, and what TALR would do with them at the start of training."""
-    summary = analysis.probability_summary(scores)
+    summary = token_stats.probability_summary(scores)
     weights = np.concatenate(analysis.talr_token_weights(
         scores, config.training.per_device_batch_size, config.talr.tau, config.talr.tau_scope, config.talr.w_min,
         config.talr.tau_min))
-    hard = np.exp(analysis.all_logp(scores)) < losses.HARD_TOKEN_PROB
+    hard = np.exp(token_stats.all_logp(scores)) < losses.HARD_TOKEN_PROB
     return {
         **summary,
         "talr_weight_hard_mean": float(weights[hard].mean()) if hard.any() else None,
         "talr_weight_easy_mean": float(weights[~hard].mean()) if (~hard).any() else None,
         "talr_effective_fraction": float(1.0 / (weights.size * np.square(weights / weights.sum()).sum())),
-        "hardest_tokens": analysis.hardest_tokens(scores, tokenizer, top),
-        "hard_token_types": analysis.hard_token_types(scores, tokenizer, count=top),
+        "hardest_tokens": token_stats.hardest_tokens(scores, tokenizer, top),
+        "hard_token_types": token_stats.hard_token_types(scores, tokenizer, count=top),
     }
 
 
@@ -129,15 +131,15 @@ def advise(config: Config, data: str, general: str | None = "alpaca",
 
     if steps <= 0 or train_size <= 0 or probe_size <= 1:
         raise ValueError("steps and train_size must be positive and probe_size at least 2")
-    examples, source = analysis.load_examples_arg(data, seed=config.seed)
+    examples, source = chat.load_examples_arg(data, seed=config.seed)
     rest, domain_probe, _ = hold_out(examples, min(probe_size, len(examples) // 4), config.seed)
-    train_slice = analysis.sample_examples(rest, train_size, config.seed)
+    train_slice = seeded_subset(rest, train_size, config.seed)
     general_probe = None
     if general is not None:
-        general_probe = analysis.sample_examples(analysis.load_chat_examples(general), probe_size, config.seed)
+        general_probe = seeded_subset(chat.load_chat_examples(general), probe_size, config.seed)
 
     model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
-    scores, stats = analysis.score_examples(model, tokenizer, train_slice, config.data.max_length,
+    scores, stats = scoring.score_examples(model, tokenizer, train_slice, config.data.max_length,
                                             config.probes.batch_size, progress=True, source=source)
     del model
     evidence = {"model": config.model, "data": source, "train_examples": len(train_slice),

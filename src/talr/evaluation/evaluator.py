@@ -199,7 +199,7 @@ def evaluate(
 
     ``tasks`` may name panels (``registry.PANELS``), which stand for their tasks, each at the panel's N (a smaller
     ``limit`` still caps it). ``limit`` evaluates a seeded random subset of that many items per task (see
-    ``task.seeded_subset``). ``base_model`` is the model the KL of drift tasks is taken against (default: the base
+    ``talr.sampling.seeded_subset``). ``base_model`` is the model the KL of drift tasks is taken against (default: the base
     the model's run directory records, else the model itself). After each task, a score below chance or predictions
     collapsed onto one label are reported on stderr (:func:`baselines.baseline_warnings`).
     ``max_new_tokens`` caps every generation task's budget (the benchmarks' own budgets, e.g. IFEval's 1,280 tokens,
