@@ -49,8 +49,8 @@ class DemoSize:
 def write_synthetic_data(root: Path, size: DemoSize, seed: int = 0) -> Path:
     """The demo's own data folder, laid out like ``../shared/data`` (general answers are added later, since they
     need the base model)."""
-    from talr.data.general_probes import generate_ifeval_rows
-    from talr.data.synthetic_medcalc import write_data_folder
+    from talr.demo.general_probes import generate_ifeval_rows
+    from talr.demo.synthetic_medcalc import write_data_folder
 
     write_data_folder(root, n_train=size.train_rows, n_test=size.eval_rows, seed=seed)
     write_jsonl(generate_ifeval_rows(size.ifeval_rows, seed=seed), root / "ifeval" / "input_data.jsonl")
@@ -60,7 +60,7 @@ def write_synthetic_data(root: Path, size: DemoSize, seed: int = 0) -> Path:
 def write_general_answers(root: Path, model_spec: str, size: DemoSize) -> Path:
     """The base model's greedy answers to the fixed general prompts: text the model already models well, whose code
     length after fine-tuning measures general damage."""
-    from talr.data.general_probes import general_prompt_rows
+    from talr.demo.general_probes import general_prompt_rows
     from talr.evaluation.generation import chat_prompt, generate
     from talr.models import load_model
     from talr.precision import resolve_eval_dtype
