@@ -64,7 +64,10 @@ class EvalConfig:
 
 
 @dataclass
-class WiseFTConfig:
+class WiseFtGrid:
+    """The sweep's ``wise_ft`` section: which finished grid runs get WiSE-FT averaged, at which alphas. (A training
+    run's own averaging is :class:`talr.config.WiseFtConfig`.)"""
+
     alphas: list[float] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["sft"])  # grid methods whose runs get averaged
 
@@ -76,7 +79,7 @@ class SweepConfig:
     keep_models: bool = True
     grid: GridConfig = field(default_factory=GridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    wise_ft: WiseFTConfig = field(default_factory=WiseFTConfig)
+    wise_ft: WiseFtGrid = field(default_factory=WiseFtGrid)
     train: dict = field(default_factory=dict)  # a `talr train` config shared by every grid point
 
     @property
