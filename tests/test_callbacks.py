@@ -8,6 +8,7 @@ from talr.scoring import ExampleScores
 from talr.config import ConfigError, config_from_dict
 from talr.io import write_jsonl
 from talr.models import load_model
+from talr.run_dir import RunDir
 from talr.trainer import train
 
 
@@ -110,7 +111,7 @@ def test_disabled_probes_write_nothing_but_keep_the_same_training_set(tmp_path, 
     config = _config(tmp_path, tiny_model_dir, data, general, enabled=False)
     config.training.max_steps = 1
     run_dir = train(config)
-    assert not (run_dir / callbacks.PROBES_FILE).exists()
+    assert not RunDir(run_dir).probes_file.exists()
     assert json.loads((run_dir / "run.json").read_text())["data"]["examples"] == 72
 
 

@@ -27,11 +27,11 @@ from talr.data import chat
 from talr.data.formats import DataFormatError, tokenize_examples
 from talr.divergence import DivergenceRule, TrainingDiverged
 from talr.io import append_jsonl, read_jsonl_records
+from talr.run_dir import RunDir
 from talr.sampling import seeded_indices, seeded_subset
 
 logger = logging.getLogger(__name__)
 
-PROBES_FILE = "probes.jsonl"
 WEIGHT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -240,7 +240,7 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
         logger.info("Probes: %d training examples held out as the domain probe set (probes.domain_size)", holdout)
     if not p.enabled:
         return examples, []
-    log = ProbeLog(Path(run_dir) / PROBES_FILE)
+    log = ProbeLog(RunDir(run_dir).probes_file)
     callbacks: list[TrainerCallback] = []
     pad = tokenizer.pad_token_id
 
@@ -280,7 +280,7 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
 
 
 def read_probes(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / PROBES_FILE
+    path = RunDir(run_dir).probes_file
     if not path.is_file():
         return []
     return read_jsonl_records(path)

@@ -32,6 +32,7 @@ from talr.evaluation.generation import LOG2, _left_padded, _length_sorted_batche
 from talr.evaluation.generation import response_token_ids
 from talr.io import atomic_write_bytes
 from talr.paths import cache_dir
+from talr.run_dir import RunDir
 
 DEFAULT_TOP_K = 256
 CACHE_FORMAT = "2"  # part of the cache key: bump when what a cache file holds changes
@@ -174,12 +175,10 @@ def base_model_spec(model_spec: str | Path) -> str | None:
     ``talr_average.json`` ``base``; None when the spec records no base (an original checkpoint: its own base)."""
     import json
 
-    import yaml
-
     path = Path(str(model_spec)).expanduser()
-    config = path / "config.yaml"
-    if (path / "run.json").is_file() and config.is_file():
-        model = (yaml.safe_load(config.read_text()) or {}).get("model")
+    run = RunDir(path)
+    if run.record_file.is_file() and run.config_file.is_file():
+        model = run.read_config().get("model")
         return str(model) if model else None
     record = path / "talr_average.json"
     if record.is_file():

@@ -26,8 +26,8 @@ from talr.evaluation import drift, generation
 from talr.evaluation.baselines import baseline_warnings
 from talr.evaluation.registry import expand_tasks, get_task
 from talr.evaluation.results import SampleLog
-from talr.io import atomic_write_json, read_json
 from talr.evaluation.task import ChatChoices, Choices, Generate, Response, Scored, Task
+from talr.io import atomic_write_json, read_json
 from talr.paths import data_dir as default_data_dir
 from talr.precision import precision_record
 
