@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from talr import analysis, losses, scoring, stats, token_stats
 from talr.callbacks import hold_out, read_probes
@@ -114,7 +115,8 @@ def hard_token_evidence(scores: list[scoring.ExampleScores], tokenizer, config: 
         **summary,
         "talr_weight_hard_mean": float(weights[hard].mean()) if hard.any() else None,
         "talr_weight_easy_mean": float(weights[~hard].mean()) if (~hard).any() else None,
-        "talr_effective_fraction": float(1.0 / (weights.size * np.square(weights / weights.sum()).sum())),
+        "talr_effective_fraction": float(losses.effective_sample_fraction(
+            torch.from_numpy(weights), torch.ones(weights.size, dtype=torch.bool))),
         "hardest_tokens": token_stats.hardest_tokens(scores, tokenizer, top),
         "hard_token_types": token_stats.hard_token_types(scores, tokenizer, count=top),
     }
@@ -190,10 +192,12 @@ def format_advice(advice: dict) -> str:
              f"{'method':<6} {'lr':>8} {'domain gain':>16} {'general cost':>16} {'cost per gain':>17}  verdict"]
     verdicts = {(v["method"], v["learning_rate"]): v["verdict"] for v in advice["recommendation"]["verdicts"]}
     for r in advice["runs"]:
-        cost = (f"{r['general_cost']:>+8.3f} +-{r['general_cost_se']:.3f}" if "general_cost" in r else "-")
-        ratio = (f"{r['cost_per_gain']:>+8.3f} +-{r['cost_per_gain_se']:.3f}"
+        cost = (stats.format_with_se(r["general_cost"], r["general_cost_se"], ">+8.3f", sep=" +-")
+                if "general_cost" in r else "-")
+        ratio = (stats.format_with_se(r["cost_per_gain"], r["cost_per_gain_se"], ">+8.3f", sep=" +-")
                  if "cost_per_gain" in r and math.isfinite(r["cost_per_gain"]) else "-")
-        lines.append(f"{r['method']:<6} {r['learning_rate']:>8.0e} {r['domain_gain']:>+8.3f} +-{r['domain_gain_se']:.3f} "
+        gain = stats.format_with_se(r["domain_gain"], r["domain_gain_se"], ">+8.3f", sep=" +-")
+        lines.append(f"{r['method']:<6} {r['learning_rate']:>8.0e} {gain} "
                      f"{cost:>16} {ratio:>17}  {verdicts.get((r['method'], r['learning_rate']), '')}")
     rec = advice["recommendation"]
     lines.append("")

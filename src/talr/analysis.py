@@ -20,7 +20,7 @@ from talr.analysis_plots import plot_probability_histogram
 from talr.data.chat import load_examples_arg
 from talr.io import atomic_write_json
 from talr.scoring import ExampleScores, score_examples
-from talr.stats import cost_per_gain
+from talr.stats import cost_per_gain, format_with_se
 from talr.token_stats import (all_logp, change_by_initial_probability, check_aligned, compare_code_lengths,
                               example_statistics, hard_token_types, hardest_tokens, largest_changes,
                               probability_summary, token_rows)
@@ -115,7 +115,7 @@ def format_analysis(summary: dict) -> str:
              f"{summary['tokenize']['dropped_no_supervised_tokens']} dropped)",
              "hard-token fraction: " + ", ".join(f"p<{t}: {f:.3f}" for t, f in summary["hard_frac"].items()),
              f"mean token probability {summary['mean_prob']:.3f}, median {summary['median_prob']:.3f}, "
-             f"{summary['bits_per_token']:.3f} +- {summary['bits_per_token_se']:.3f} bits/token",
+             f"{format_with_se(summary['bits_per_token'], summary['bits_per_token_se'])} bits/token",
              "", "hardest tokens:"]
     lines += [f"  p={row['prob']:.2e}  ex {row['index']:>4}  {_show_token(row)}" for row in summary["hardest_tokens"]]
     lines += ["", "most often hard (hard / occurrences):"]
@@ -125,8 +125,8 @@ def format_analysis(summary: dict) -> str:
         cl = c["code_length"]
         lines += ["", f"compared with {c['model']}: hard-token fraction "
                   + ", ".join(f"p<{t}: {f:.3f}" for t, f in c["hard_frac"].items()),
-                  f"Delta L = {cl['delta_bits']:+.2f} +- {cl['delta_bits_se']:.2f} bits/response "
-                  f"({cl['delta_bits_per_token']:+.4f} +- {cl['delta_bits_per_token_se']:.4f} bits/token)",
+                  f"Delta L = {format_with_se(cl['delta_bits'], cl['delta_bits_se'], '+.2f')} bits/response "
+                  f"({format_with_se(cl['delta_bits_per_token'], cl['delta_bits_per_token_se'], '+.4f')} bits/token)",
                   "mean change of log p by probability under the first model:"]
         lines += [f"  p in [{r['low']}, {r['high']}): {r['tokens']:>6} tokens, "
                   + (f"{r['mean_delta_logp']:+.3f}" if r["tokens"] else "-") for r in c["change_by_initial_prob"]]
@@ -173,16 +173,16 @@ def format_codelength(result: dict) -> str:
             continue
         r = result[name]
         lines.append(
-            f"{name:<8} {r['examples']:>5} {r['bits_per_token_a']:>8.4f} +-{r['bits_per_token_a_se']:.4f} "
-            f"{r['bits_per_token_b']:>8.4f} +-{r['bits_per_token_b_se']:.4f} "
-            f"{r['delta_bits']:>+11.3f} +-{r['delta_bits_se']:.3f} "
-            f"{r['delta_bits_per_token']:>+12.5f} +-{r['delta_bits_per_token_se']:.5f}"
+            f"{name:<8} {r['examples']:>5} "
+            + " ".join(format_with_se(r[key], r[f"{key}_se"], spec, sep=" +-") for key, spec in (
+                ("bits_per_token_a", ">8.4f"), ("bits_per_token_b", ">8.4f"), ("delta_bits", ">+11.3f"),
+                ("delta_bits_per_token", ">+12.5f")))
         )
     if "cost_per_gain" in result:
         d = result["domain"]
         gain_z = -d["delta_bits"] / d["delta_bits_se"] if d["delta_bits_se"] > 0 else float("nan")
         lines += ["", f"general cost per unit of domain gain  Delta L(P1) / -Delta L(P2) = "
-                  f"{result['cost_per_gain']:.3f} +- {result['cost_per_gain_se']:.3f}  "
+                  f"{format_with_se(result['cost_per_gain'], result['cost_per_gain_se'])}  "
                   f"(domain gain = {gain_z:.1f} standard errors" + ("; too small for a reliable ratio)" if
                                                                      gain_z < 3 else ")")]
     return "\n".join(lines)

@@ -183,8 +183,8 @@ def dft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def effective_sample_fraction(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Effective sample size of the weights as a fraction of the token count: ``1 / (N * sum_i w_i^2)`` with ``w``
     normalised to the simplex; 1 for uniform weights, 1/N when one token takes all the weight. A 0-d tensor on the
-    weights' device (no host sync)."""
+    weights' device (no host sync), in float32 or the weights' wider dtype."""
     count = _require_tokens(mask)
-    w = weights.detach().float() * mask
+    w = weights.detach().to(torch.promote_types(weights.dtype, torch.float32)) * mask
     w = w / w.sum()
     return 1.0 / (count * (w * w).sum())
