@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from talr import analysis, analysis_plots, sampling, scoring, token_stats
+from talr import analysis, plots, sampling, scoring, token_stats
 from talr.data import chat
 from talr.scoring import ExampleScores
 from talr.data.formats import DataFormatError, tokenize_examples
@@ -235,7 +235,7 @@ def test_sample_examples_is_seeded_and_keeps_order():
 @pytest.mark.parametrize("log_scale", [False, True])
 def test_histogram_is_written(tmp_path, log_scale):
     rng = np.random.default_rng(0)
-    path = analysis_plots.plot_probability_histogram(
+    path = plots.plot_probability_histogram(
         {"base": rng.beta(0.5, 0.3, 2000), "tuned": rng.beta(0.7, 0.2, 2000)}, tmp_path / "h.png", log_scale=log_scale)
     assert path.stat().st_size > 10_000
 

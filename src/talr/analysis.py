@@ -2,7 +2,7 @@
 model, and what that says about the data and about what fine-tuning did.
 
 The work is done elsewhere: examples are loaded by :mod:`talr.data.chat`, scored by :mod:`talr.scoring`, summarised
-by :mod:`talr.token_stats` (hard tokens, code length and Delta L) and drawn by :mod:`talr.analysis_plots`; this
+by :mod:`talr.token_stats` (hard tokens, code length and Delta L) and drawn by :mod:`talr.plots`; this
 module runs them, writes the files and formats the console report. :func:`talr_token_weights` (what TALR would
 weigh each scored token) serves the training-time hard-token probe and ``talr advise``.
 """
@@ -16,9 +16,9 @@ import numpy as np
 import torch
 
 from talr import losses
-from talr.analysis_plots import plot_probability_histogram
 from talr.data.chat import load_examples_arg
 from talr.io import atomic_write_json
+from talr.plots import plot_probability_histogram
 from talr.scoring import ExampleScores, score_examples
 from talr.stats import cost_per_gain, format_with_se
 from talr.token_stats import (all_logp, change_by_initial_probability, check_aligned, compare_code_lengths,

@@ -27,6 +27,7 @@ from talr.data import chat
 from talr.data.formats import DataFormatError, tokenize_examples
 from talr.divergence import DivergenceRule, TrainingDiverged
 from talr.io import append_jsonl, read_jsonl_records
+from talr.plots import save_figure
 from talr.run_dir import RunDir
 from talr.sampling import seeded_indices, seeded_subset
 
@@ -322,9 +323,4 @@ def plot_probes(run_dirs: dict[str, str | Path], path: str | Path) -> Path:
         ax.axhline(0 if xlabel != "epoch" else 1, color="grey", linewidth=0.8, linestyle=":")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

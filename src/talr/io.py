@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,26 @@ def read_json(path: str | Path) -> Any:
 def write_jsonl(rows: Iterable[dict], path: str | Path) -> Path:
     """One JSON object per line (UTF-8, non-ASCII kept), written atomically."""
     return atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def iter_jsonl(path: str | Path, error: type[ValueError] = ValueError) -> Iterator[tuple[int, Any]]:
+    """``(line number, value)`` for each non-blank line of a JSONL file, read strictly: a line that is not UTF-8 or not
+    JSON raises ``error`` naming the file and line (data files; for a log a kill may cut off, see
+    :func:`read_jsonl_records`)."""
+    with Path(path).open("rb") as handle:  # bytes, so a decoding error is pinned to its line
+        for number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise error(f"{path}:{number}: not UTF-8 text") from None
+            if not line.strip():
+                continue
+            try:
+                yield number, json.loads(line)
+            except json.JSONDecodeError as err:
+                raise error(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
+            except RecursionError:
+                raise error(f"{path}:{number}: JSON nested too deeply") from None
 
 
 def append_jsonl(path: str | Path, records: Iterable[dict]) -> None:

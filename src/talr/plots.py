@@ -1,4 +1,4 @@
-"""The figure of ``talr analyze``: the distribution of target-token probabilities."""
+"""Figures: saving one, and ``talr analyze``'s distribution of target-token probabilities."""
 
 from __future__ import annotations
 
@@ -9,6 +9,18 @@ from pathlib import Path
 import numpy as np
 
 from talr.token_stats import HARD_THRESHOLDS
+
+
+def save_figure(fig, path: str | Path, dpi: int) -> Path:
+    """Lay out ``fig``, write it to ``path`` (creating its folder) and close it."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
 
 
 def plot_probability_histogram(probs: dict[str, np.ndarray], path: str | Path, log_scale: bool = False,
@@ -41,9 +53,4 @@ def plot_probability_histogram(probs: dict[str, np.ndarray], path: str | Path, l
     ax.set_ylabel("% of supervised tokens" + (" (log scale)" if log_scale else ""))
     ax.set_title("Target-token probabilities")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
