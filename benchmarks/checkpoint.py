@@ -31,7 +31,7 @@ def measure(adapter: str, steps: int, out: Path) -> dict:
     from transformers import TrainerCallback
 
     from talr.config import config_from_dict
-    from talr.data.formats import write_jsonl
+    from talr.io import write_jsonl
     from talr.trainer import train
 
     class SaveTimer(TrainerCallback):

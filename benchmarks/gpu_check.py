@@ -257,7 +257,7 @@ def run_generation(model_dir: Path, tiny: bool, log: Log) -> dict:
     from generation import compare
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from talr.data.general_probes import general_prompt_rows
+    from talr.demo.general_probes import general_prompt_rows
     from talr.evaluation.generation import chat_prompt
     from talr.models import load_tokenizer
 

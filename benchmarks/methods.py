@@ -34,7 +34,7 @@ PRESET_ORDER = ("sft", "talr", "dft", "l2", "lora", "flow", "wise_ft")
 
 def write_fixed_length_data(path: Path, count: int, problems_per_example: int = 3) -> Path:
     """GSM8K train problems chained into multi-turn conversations, long enough to be cut at any --length <= ~600."""
-    from talr.data.formats import write_jsonl
+    from talr.io import write_jsonl
     from talr.data.sources import load_sft_examples
 
     single = load_sft_examples("gsm8k", split="train", limit=count * problems_per_example, seed=0)

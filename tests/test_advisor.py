@@ -2,9 +2,9 @@ import json
 
 import pytest
 
-from talr import advisor, analysis
+from talr import advisor, scoring, stats, token_stats
 from talr.config import config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.models import load_model
 
 
@@ -46,7 +46,7 @@ def test_summarize_probe_run_reads_the_final_record():
     out = advisor.summarize_probe_run(records)
     assert out["steps"] == 8 and out["domain_gain"] == 4.0 and out["general_cost"] == 1.0
     assert out["cost_per_gain"] == pytest.approx(0.25)
-    assert out["cost_per_gain_se"] == pytest.approx(analysis.cost_per_gain(1.0, 0.2, -4.0, 0.5)[1])
+    assert out["cost_per_gain_se"] == pytest.approx(stats.cost_per_gain(1.0, 0.2, -4.0, 0.5)[1])
 
 
 def _examples(n, offset=0):
@@ -72,9 +72,9 @@ def test_advise_end_to_end(tmp_path, tiny_model_dir):
     # the hard-token statistics are those of the training slice the probe runs trained on
     model, tokenizer = load_model(tiny_model_dir)
     train_slice = [json.loads(line) for line in (tmp_path / "work" / "train.jsonl").read_text().splitlines()]
-    scores, _ = analysis.score_examples(model, tokenizer, train_slice, 64)
+    scores, _ = scoring.score_examples(model, tokenizer, train_slice, 64)
     assert advice["hard_tokens"]["hard_frac"] == {
-        str(t): f for t, f in analysis.hard_token_fractions(analysis.all_logp(scores)).items()}
+        str(t): f for t, f in token_stats.hard_token_fractions(token_stats.all_logp(scores)).items()}
     text = advisor.format_advice(advice)
     print(text)
     assert "cost per gain" in text and ("recommendation" in text)

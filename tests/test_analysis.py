@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from talr import analysis
-from talr.analysis import ExampleScores
-from talr.data.formats import DataFormatError, tokenize_examples, write_jsonl
+from talr import analysis, plots, sampling, scoring, token_stats
+from talr.data import chat
+from talr.scoring import ExampleScores
+from talr.data.formats import DataFormatError, tokenize_examples
+from talr.io import write_jsonl
 from talr.models import load_model
 from talr.testing import make_tiny_model
 
@@ -50,9 +52,9 @@ def _brute_force_scores(model, features):
 def test_scores_match_a_brute_force_forward_pass(tiny, batch_size, keep_logits, monkeypatch):
     model, tokenizer = tiny
     if not keep_logits:
-        monkeypatch.setattr(analysis, "_accepts_logits_to_keep", lambda model: False)
+        monkeypatch.setattr(scoring, "_accepts_logits_to_keep", lambda model: False)
     features, _ = tokenize_examples(_examples(), tokenizer, 96)
-    scores = analysis.score_features(model, features, tokenizer.pad_token_id, batch_size=batch_size)
+    scores = scoring.score_features(model, features, tokenizer.pad_token_id, batch_size=batch_size)
     reference = _brute_force_scores(model, features)
     assert [s.index for s in scores] == [f["index"] for f in features]
     for s, (positions, values) in zip(scores, reference):
@@ -64,10 +66,10 @@ def test_scores_match_a_brute_force_forward_pass(tiny, batch_size, keep_logits, 
 def test_scoring_restores_training_mode(tiny):
     model, tokenizer = tiny
     model.train()
-    analysis.score_examples(model, tokenizer, _examples(2), 64)
+    scoring.score_examples(model, tokenizer, _examples(2), 64)
     assert model.training
     model.eval()
-    analysis.score_examples(model, tokenizer, _examples(2), 64)
+    scoring.score_examples(model, tokenizer, _examples(2), 64)
     assert not model.training
 
 
@@ -90,14 +92,14 @@ def _random_scores(seed=0, n=12, same_ids_as=None):
 def test_hard_token_fractions_count_tokens_below_each_threshold():
     scores = _random_scores()
     flat = [lp for s in scores for lp in s.logp]
-    fractions = analysis.hard_token_fractions(analysis.all_logp(scores), (0.1, 0.2, 0.5))
+    fractions = token_stats.hard_token_fractions(token_stats.all_logp(scores), (0.1, 0.2, 0.5))
     for t, f in fractions.items():
         assert f == pytest.approx(sum(math.exp(lp) < t for lp in flat) / len(flat))
 
 
 def test_example_statistics_match_loops():
     scores = _random_scores()
-    for s, row in zip(scores, analysis.example_statistics(scores)):
+    for s, row in zip(scores, token_stats.example_statistics(scores)):
         probs = [math.exp(lp) for lp in s.logp]
         bits = -sum(math.log2(p) for p in probs)
         assert row["tokens"] == len(probs)
@@ -111,7 +113,7 @@ def test_example_statistics_match_loops():
 def test_hardest_tokens_are_the_least_probable_with_their_context(tiny):
     _, tokenizer = tiny
     scores = _random_scores()
-    rows = analysis.hardest_tokens(scores, tokenizer, count=5, left=3, right=2)
+    rows = token_stats.hardest_tokens(scores, tokenizer, count=5, left=3, right=2)
     flat = sorted((lp, e, k) for e, s in enumerate(scores) for k, lp in enumerate(s.logp))[:5]
     for row, (lp, e, k) in zip(rows, flat):
         ids, pos = scores[e].input_ids, int(scores[e].positions[k])
@@ -132,7 +134,7 @@ def test_hard_token_types_count_hard_occurrences(tiny):
             seen[tid] = seen.get(tid, 0) + 1
             if math.exp(s.logp[k]) < 0.2:
                 hard[tid] = hard.get(tid, 0) + 1
-    rows = analysis.hard_token_types(scores, tokenizer, count=100)
+    rows = token_stats.hard_token_types(scores, tokenizer, count=100)
     assert {r["token_id"]: (r["hard"], r["occurrences"]) for r in rows} == {t: (n, seen[t]) for t, n in hard.items()}
     assert [r["hard"] for r in rows] == sorted((r["hard"] for r in rows), reverse=True)
 
@@ -143,13 +145,13 @@ def test_largest_changes_and_change_by_initial_probability():
     tokenizer = types.SimpleNamespace(decode=lambda ids, skip_special_tokens=False: " ".join(map(str, ids)))
     a = _random_scores(0)
     b = _random_scores(1, same_ids_as=a)
-    changes = analysis.largest_changes(a, b, tokenizer, count=3)
+    changes = token_stats.largest_changes(a, b, tokenizer, count=3)
     deltas = sorted(b[e].logp[k] - a[e].logp[k] for e in range(len(a)) for k in range(a[e].logp.size))
     assert [r["delta_logp"] for r in changes["fell"]] == pytest.approx(deltas[:3])
     assert [r["delta_logp"] for r in changes["rose"]] == pytest.approx(deltas[::-1][:3])
-    la, lb = analysis.all_logp(a), analysis.all_logp(b)
+    la, lb = token_stats.all_logp(a), token_stats.all_logp(b)
     edges = (0.0, 0.1, 0.5, 1.0)
-    rows = analysis.change_by_initial_probability(la, lb, edges)
+    rows = token_stats.change_by_initial_probability(la, lb, edges)
     for row, low, high in zip(rows, edges[:-1], edges[1:]):
         inside = [(x, y) for x, y in zip(la, lb) if low <= math.exp(x) < high or (high == 1.0 and math.exp(x) == 1.0)]
         assert row["tokens"] == len(inside)
@@ -157,7 +159,7 @@ def test_largest_changes_and_change_by_initial_probability():
     assert sum(r["tokens"] for r in rows) == la.size
     c = _random_scores(2)  # different token ids: not comparable token by token
     with pytest.raises(ValueError, match="tokenise it differently"):
-        analysis.largest_changes(a, c, tokenizer)
+        token_stats.largest_changes(a, c, tokenizer)
 
 
 def _talr_reference(logps, w_min):
@@ -201,7 +203,7 @@ def test_compare_code_lengths_uses_paired_differences_in_bits():
     a = _random_scores(0, n=9)
     b = _random_scores(1, n=9, same_ids_as=a)
     b = [s for s in b if s.index != 4]  # model B dropped one example: it is left out of the pairing
-    result = analysis.compare_code_lengths(a, b)
+    result = token_stats.compare_code_lengths(a, b)
     pairs = [(x, y) for x in a for y in b if x.index == y.index]
     bits_a = [-sum(math.log2(math.exp(v)) for v in x.logp) for x, _ in pairs]
     bits_b = [-sum(math.log2(math.exp(v)) for v in y.logp) for _, y in pairs]
@@ -220,29 +222,29 @@ def test_load_chat_examples_reads_alpaca_json_and_jsonl(tmp_path):
             {"instruction": "Translate.", "input": "chat", "output": "cat"}]
     path = tmp_path / "alpaca.json"
     path.write_text(json.dumps(rows))
-    examples = analysis.load_chat_examples(path)
+    examples = chat.load_chat_examples(path)
     assert examples[0]["messages"] == [{"role": "user", "content": "Name a colour."},
                                        {"role": "assistant", "content": "Blue."}]
     assert examples[1]["messages"][0]["content"] == "Translate.\n\nchat"
     jsonl = write_jsonl(_examples(3), tmp_path / "chat.jsonl")
-    assert analysis.load_chat_examples(jsonl) == _examples(3)
+    assert chat.load_chat_examples(jsonl) == _examples(3)
     path.write_text(json.dumps([{"instruction": "x"}]))
     with pytest.raises(DataFormatError, match=r"alpaca.json:1: .*'output'"):
-        analysis.load_chat_examples(path)
+        chat.load_chat_examples(path)
 
 
 def test_sample_examples_is_seeded_and_keeps_order():
     items = [{"i": i} for i in range(50)]
-    first = analysis.sample_examples(items, 10, seed=3)
-    assert first == analysis.sample_examples(items, 10, seed=3)
+    first = sampling.seeded_subset(items, 10, seed=3)
+    assert first == sampling.seeded_subset(items, 10, seed=3)
     assert [x["i"] for x in first] == sorted(x["i"] for x in first)
-    assert analysis.sample_examples(items, None) == items
+    assert sampling.seeded_subset(items, None) == items
 
 
 @pytest.mark.parametrize("log_scale", [False, True])
 def test_histogram_is_written(tmp_path, log_scale):
     rng = np.random.default_rng(0)
-    path = analysis.plot_probability_histogram(
+    path = plots.plot_probability_histogram(
         {"base": rng.beta(0.5, 0.3, 2000), "tuned": rng.beta(0.7, 0.2, 2000)}, tmp_path / "h.png", log_scale=log_scale)
     assert path.stat().st_size > 10_000
 
@@ -275,9 +277,9 @@ def test_analyze_and_codelength_commands_end_to_end(tmp_path, tiny_model_dir):
 
 def test_command_line_data_arguments_name_files_or_sources(tmp_path):
     jsonl = write_jsonl(_examples(2), tmp_path / "d.jsonl")
-    assert analysis.dataset_spec(str(jsonl)) == {"path": str(jsonl)}
-    assert analysis.dataset_spec("medcalc_bench:train:label") == {
+    assert chat.dataset_spec(str(jsonl)) == {"path": str(jsonl)}
+    assert chat.dataset_spec("medcalc_bench:train:label") == {
         "source": "medcalc_bench", "split": "train", "format": "label"}
-    assert analysis.dataset_spec("gsm8k") == {"source": "gsm8k", "split": "train", "format": None}
-    examples, source = analysis.load_examples_arg(str(jsonl), limit=1)
+    assert chat.dataset_spec("gsm8k") == {"source": "gsm8k", "split": "train", "format": None}
+    examples, source = chat.load_examples_arg(str(jsonl), limit=1)
     assert len(examples) == 1 and source == str(jsonl)

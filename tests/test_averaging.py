@@ -162,7 +162,7 @@ def test_cli_average(tmp_path, tiny_model_dir, finetuned_dir, capsys):
 
 def test_wise_ft_preset_trains_then_averages_the_run(tmp_path, tiny_model_dir):
     from talr.config import config_from_dict
-    from talr.data.formats import write_jsonl
+    from talr.io import write_jsonl
     from talr.trainer import train
 
     data = write_jsonl([{"prompt": f"Say {i}.", "completion": f"{i}."} for i in range(8)], tmp_path / "d.jsonl")

@@ -3,11 +3,12 @@ import json
 import numpy as np
 import pytest
 
-from talr import analysis, callbacks
-from talr.analysis import ExampleScores
+from talr import callbacks, scoring, token_stats
+from talr.scoring import ExampleScores
 from talr.config import ConfigError, config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.models import load_model
+from talr.run_dir import RunDir
 from talr.trainer import train
 
 
@@ -88,8 +89,8 @@ def test_probes_during_training(tmp_path, tiny_model_dir, files):
     # the last probe is exactly a scoring of the saved model on the held-out examples
     model, tokenizer = load_model(run_dir)
     examples = [json.loads(line) for line in data.read_text().splitlines()]
-    scores, _ = analysis.score_examples(model, tokenizer, [examples[i] for i in held], 64)
-    bits, tokens = analysis.code_lengths(scores)
+    scores, _ = scoring.score_examples(model, tokenizer, [examples[i] for i in held], 64)
+    bits, tokens = token_stats.code_lengths(scores)
     assert code[-1]["domain_bits"] == pytest.approx(bits.mean(), rel=1e-4)
     assert code[-1]["domain_bits_per_token"] == pytest.approx(bits.sum() / tokens.sum(), rel=1e-4)
 
@@ -110,7 +111,7 @@ def test_disabled_probes_write_nothing_but_keep_the_same_training_set(tmp_path, 
     config = _config(tmp_path, tiny_model_dir, data, general, enabled=False)
     config.training.max_steps = 1
     run_dir = train(config)
-    assert not (run_dir / callbacks.PROBES_FILE).exists()
+    assert not RunDir(run_dir).probes_file.exists()
     assert json.loads((run_dir / "run.json").read_text())["data"]["examples"] == 72
 
 
@@ -187,7 +188,7 @@ def test_hard_token_probe_weights_are_the_ones_training_uses_under_accumulation(
 
     probe = callbacks.HardTokenProbe(features, tokenizer.pad_token_id, callbacks.ProbeLog(tmp_path / "p.jsonl"),
                                      config)
-    scores = analysis.score_features(model, features, tokenizer.pad_token_id)
+    scores = scoring.score_features(model, features, tokenizer.pad_token_id)
     for got, want in zip(probe.token_weights(scores), per_token, strict=True):
         np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
     if normalize_over == "step":  # the old probe's per-micro-batch weights are measurably different

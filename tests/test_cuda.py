@@ -14,7 +14,8 @@ import torch
 
 from talr import losses
 from talr.config import config_from_dict
-from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
+from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.io import write_jsonl
 from talr.loss_head import fused_token_logprobs
 from talr.methods.talr import TalrWeighting
 from talr.models import load_model

@@ -96,7 +96,7 @@ def test_loader_errors_name_file_and_line(tmp_path):
     path.parent.mkdir(parents=True)
     good = {k: v for k, v in make_row().items() if k != "id"}
     path.write_text(json.dumps(good) + "\n\n{not json\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"esci_examples_sample\.jsonl:3: malformed JSON"):
+    with pytest.raises(ValueError, match=r"esci_examples_sample\.jsonl:3: invalid JSON"):
         esci.load_rows("train", tmp_path)
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "product_id": "B1", "esci_label": "X"}) + "\n")
     with pytest.raises(ValueError, match=r"jsonl:2: esci_label 'X'"):

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from talr.config import DatasetSpec  # noqa: E402
 from talr.data import load_train_examples  # noqa: E402
-from talr.data.formats import DataFormatError, read_jsonl, tokenize_examples, write_jsonl  # noqa: E402
+from talr.data.formats import DataFormatError, read_jsonl, tokenize_examples  # noqa: E402
+from talr.io import write_jsonl  # noqa: E402
 from talr.data.tables import read_examples  # noqa: E402
 from talr.testing import make_tiny_tokenizer  # noqa: E402
 

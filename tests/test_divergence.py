@@ -10,7 +10,7 @@ from transformers import TrainerCallback
 
 from talr import cli
 from talr.config import config_from_dict, save_config
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.divergence import DivergenceRule, TrainingDiverged
 from talr.trainer import train
 

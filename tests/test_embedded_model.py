@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from talr.config import config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.models import load_model
 from talr.trainer import train
 

@@ -6,7 +6,7 @@ import torch
 
 from talr.evaluation import registry
 from talr.evaluation.evaluator import evaluate, format_table, samples_path
-from talr.evaluation.results import SampleLog, atomic_write_json
+from talr.evaluation.results import SampleLog
 from talr.evaluation.task import Choices, Generate, Scored, Task
 from talr.models import load_model
 
@@ -154,8 +154,3 @@ def test_sample_log_drops_an_unterminated_or_broken_last_line(tmp_path):
     assert list(SampleLog(path).records) == ["1"]
 
 
-def test_atomic_write_leaves_no_temporary_files(tmp_path):
-    atomic_write_json(tmp_path / "r.json", {"a": 1})
-    atomic_write_json(tmp_path / "r.json", {"a": 2})
-    assert json.loads((tmp_path / "r.json").read_text()) == {"a": 2}
-    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]

@@ -191,7 +191,7 @@ def test_a_panel_runs_each_task_at_its_size_capped_by_limit(models, tmp_path, mo
 
 
 def test_sweep_accepts_a_panel_and_knows_when_it_is_evaluated(tmp_path):
-    from talr.evaluation.results import atomic_write_json
+    from talr.io import atomic_write_json
     from talr.sweep import _eval_finished
 
     atomic_write_json(tmp_path / "results.json", {"results": {t: {} for t, _ in registry.PANELS["general_panel"]}})

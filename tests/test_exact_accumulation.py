@@ -14,7 +14,8 @@ import torch
 import torch.multiprocessing as mp
 
 from talr.config import config_from_dict
-from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
+from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.io import write_jsonl
 from talr.models import load_model
 from talr.trainer import TalrTrainer, training_arguments
 

@@ -7,7 +7,8 @@ import torch
 
 from talr import flow
 from talr.config import Config, config_from_dict
-from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
+from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.io import write_jsonl
 from talr.losses import IGNORE_INDEX
 from talr.methods.flow import FlowWeighting
 from talr.models import load_model

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from talr.data import general_probes as gp
+from talr.demo import general_probes as gp
 from talr.paths import data_dir
 
 IFEVAL_INPUT = data_dir() / "ifeval" / "input_data.jsonl"
@@ -45,7 +45,7 @@ def test_registry_import_skips_nltk_download():
             "def refuse(*args, **kwargs): raise AssertionError('network access')\n"
             "socket.socket.connect = refuse\n"
             "download = nltk.download\n"
-            "from talr.data.general_probes import ifeval_registry\n"
+            "from talr.demo.general_probes import ifeval_registry\n"
             "assert ifeval_registry().INSTRUCTION_DICT\n"
             "assert nltk.download is download\n")
     src = str(Path(gp.__file__).resolve().parents[2])

@@ -3,7 +3,7 @@ import torch
 from safetensors import safe_open
 
 from talr.config import config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.models import load_model
 from talr.regularizers import L2ToInit
 from talr.trainer import train

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from talr import cli
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.locks import FolderLock, FolderLockedError
 
 HOLD_SCRIPT = """

@@ -3,7 +3,7 @@
 import pytest
 
 from talr.config import ConfigError, config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.trainer import train, training_arguments
 
 

@@ -148,6 +148,10 @@ def test_effective_sample_fraction():
     mask = torch.ones(1, 4, dtype=torch.bool)
     assert effective_sample_fraction(torch.full((1, 4), 0.25), mask) == pytest.approx(1.0)
     assert effective_sample_fraction(torch.tensor([[1.0, 0, 0, 0]]), mask) == pytest.approx(0.25)
+    weights = torch.tensor([[0.1, 0.2, 0.3, 0.4]], dtype=torch.float64)  # float64 in, float64 out (talr advise)
+    ess = effective_sample_fraction(weights, mask)
+    assert ess.dtype == torch.float64
+    assert float(ess) == pytest.approx(1 / (4 * ((weights / weights.sum()) ** 2).sum().item()), rel=1e-15)
 
 
 def test_empty_batch_raises():

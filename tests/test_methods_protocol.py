@@ -60,7 +60,7 @@ class ToyWeighting(TokenWeighting):
 
 @pytest.fixture
 def data_file(tmp_path):
-    from talr.data.formats import write_jsonl
+    from talr.io import write_jsonl
 
     examples = [{"messages": [{"role": "user", "content": f"Add {i} and {i + 1}."},
                               {"role": "assistant", "content": f"The answer is {2 * i + 1}."}]} for i in range(8)]

@@ -8,7 +8,7 @@ import yaml
 from talr import __version__
 from talr.averaging import wise_ft
 from talr.config import config_from_dict
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.model_card import ModelCardError, hub_base_model, parse_card, read_card, render_card, write_run_cards
 from talr.trainer import train
 

@@ -18,7 +18,7 @@ from talr.checkpoints import (
     ResumeError, complete_checkpoints, config_changes, last_checkpoint, prepare_resume, truncate_jsonl,
 )
 from talr.config import config_from_dict, config_to_dict, save_config
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 
 # Dies by SIGKILL at the end of optimizer step argv[2], before that step's log and checkpoint.
 KILL_SCRIPT = """

@@ -283,3 +283,9 @@ def test_label_distribution_and_collapse():
     assert stats.collapsed(["x"] * 8 + ["y", "z"]) is None
     assert stats.collapsed(["x"] * 8 + ["y", "z"], threshold=0.8) == "x"
     assert stats.collapse_share([None, None, "a"]) == (None, pytest.approx(2 / 3))
+
+
+def test_format_with_se_keeps_the_value_format_and_gives_the_error_its_precision():
+    assert stats.format_with_se(-0.5, 0.25, ">+8.3f") == "  -0.500 +- 0.250"
+    assert stats.format_with_se(1.23456, 0.01) == "1.235 +- 0.010"
+    assert stats.format_with_se(3.0, 0.1, ">8.4f", sep=" +-") == "  3.0000 +-0.1000"

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from talr.config import ConfigError
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 from talr.paths import data_dir
 from talr.sweep import grid_points, load_sweep_config
 

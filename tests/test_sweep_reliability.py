@@ -12,7 +12,7 @@ import yaml
 
 from talr import cli
 from talr.checkpoints import last_checkpoint
-from talr.data.formats import write_jsonl
+from talr.io import write_jsonl
 
 
 def _sweep_file(tmp_path, tiny_model_dir, learning_rates, **training):

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from talr.data import synthetic_medcalc as sm
+from talr.demo import synthetic_medcalc as sm
 from talr.paths import data_dir
 
 MEDCALC_TEST = data_dir() / "medcalc_bench" / "test_data.csv"

@@ -60,6 +60,7 @@ class LoraAdapter:
     apply = staticmethod(apply_lora)
 
     @staticmethod
-    def finish(model: torch.nn.Module, tokenizer, run_dir: str | os.PathLike, config) -> None:
+    def finish(model: torch.nn.Module, tokenizer, run, config) -> None:
+        """After training saved the adapter in ``run`` (a :class:`talr.run_dir.RunDir`)."""
         if config.lora.save_merged:
-            save_merged(model, tokenizer, Path(run_dir) / "merged")
+            save_merged(model, tokenizer, run.merged_dir)

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import tempfile
@@ -26,12 +25,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from talr import analysis, losses, stats
+from talr import analysis, losses, scoring, stats, token_stats
 from talr.callbacks import hold_out, read_probes
 from talr.config import Config, DatasetSpec, ProbesConfig
-from talr.data.formats import write_jsonl
+from talr.data import chat
+from talr.io import atomic_write_json, write_jsonl
 from talr.methods.talr import TalrWeighting
+from talr.sampling import seeded_subset
 from talr.step_normalizer import weights_as_trained
 
 logger = logging.getLogger(__name__)
@@ -104,18 +106,19 @@ def recommend(runs: Sequence[dict], tolerance: float = TOLERANCE, significance: 
             "reason": reason, "verdicts": verdicts}
 
 
-def hard_token_evidence(scores: list[analysis.ExampleScores], tokenizer, config: Config, top: int = 10) -> dict:
+def hard_token_evidence(scores: list[scoring.ExampleScores], tokenizer, config: Config, top: int = 10) -> dict:
     """Hard-token statistics of the data, and what TALR would do with them at the start of training."""
-    summary = analysis.probability_summary(scores)
+    summary = token_stats.probability_summary(scores)
     weights = np.concatenate(weights_as_trained(TalrWeighting(config), [s.logp for s in scores], config))
-    hard = np.exp(analysis.all_logp(scores)) < losses.HARD_TOKEN_PROB
+    hard = np.exp(token_stats.all_logp(scores)) < losses.HARD_TOKEN_PROB
     return {
         **summary,
         "talr_weight_hard_mean": float(weights[hard].mean()) if hard.any() else None,
         "talr_weight_easy_mean": float(weights[~hard].mean()) if (~hard).any() else None,
-        "talr_effective_fraction": float(1.0 / (weights.size * np.square(weights / weights.sum()).sum())),
-        "hardest_tokens": analysis.hardest_tokens(scores, tokenizer, top),
-        "hard_token_types": analysis.hard_token_types(scores, tokenizer, count=top),
+        "talr_effective_fraction": float(losses.effective_sample_fraction(
+            torch.from_numpy(weights), torch.ones(weights.size, dtype=torch.bool))),
+        "hardest_tokens": token_stats.hardest_tokens(scores, tokenizer, top),
+        "hard_token_types": token_stats.hard_token_types(scores, tokenizer, count=top),
     }
 
 
@@ -130,15 +133,15 @@ def advise(config: Config, data: str, general: str | None = "alpaca",
 
     if steps <= 0 or train_size <= 0 or probe_size <= 1:
         raise ValueError("steps and train_size must be positive and probe_size at least 2")
-    examples, source = analysis.load_examples_arg(data, seed=config.seed)
+    examples, source = chat.load_examples_arg(data, seed=config.seed)
     rest, domain_probe, _ = hold_out(examples, min(probe_size, len(examples) // 4), config.seed)
-    train_slice = analysis.sample_examples(rest, train_size, config.seed)
+    train_slice = seeded_subset(rest, train_size, config.seed)
     general_probe = None
     if general is not None:
-        general_probe = analysis.sample_examples(analysis.load_chat_examples(general), probe_size, config.seed)
+        general_probe = seeded_subset(chat.load_chat_examples(general), probe_size, config.seed)
 
     model, tokenizer = load_model(config.model, trust_remote_code=config.trust_remote_code)
-    scores, stats = analysis.score_examples(model, tokenizer, train_slice, config.data.max_length,
+    scores, stats = scoring.score_examples(model, tokenizer, train_slice, config.data.max_length,
                                             config.probes.batch_size, progress=True, source=source)
     del model
     evidence = {"model": config.model, "data": source, "train_examples": len(train_slice),
@@ -189,10 +192,12 @@ def format_advice(advice: dict) -> str:
              f"{'method':<6} {'lr':>8} {'domain gain':>16} {'general cost':>16} {'cost per gain':>17}  verdict"]
     verdicts = {(v["method"], v["learning_rate"]): v["verdict"] for v in advice["recommendation"]["verdicts"]}
     for r in advice["runs"]:
-        cost = (f"{r['general_cost']:>+8.3f} +-{r['general_cost_se']:.3f}" if "general_cost" in r else "-")
-        ratio = (f"{r['cost_per_gain']:>+8.3f} +-{r['cost_per_gain_se']:.3f}"
+        cost = (stats.format_with_se(r["general_cost"], r["general_cost_se"], ">+8.3f", sep=" +-")
+                if "general_cost" in r else "-")
+        ratio = (stats.format_with_se(r["cost_per_gain"], r["cost_per_gain_se"], ">+8.3f", sep=" +-")
                  if "cost_per_gain" in r and math.isfinite(r["cost_per_gain"]) else "-")
-        lines.append(f"{r['method']:<6} {r['learning_rate']:>8.0e} {r['domain_gain']:>+8.3f} +-{r['domain_gain_se']:.3f} "
+        gain = stats.format_with_se(r["domain_gain"], r["domain_gain_se"], ">+8.3f", sep=" +-")
+        lines.append(f"{r['method']:<6} {r['learning_rate']:>8.0e} {gain} "
                      f"{cost:>16} {ratio:>17}  {verdicts.get((r['method'], r['learning_rate']), '')}")
     rec = advice["recommendation"]
     lines.append("")
@@ -207,4 +212,4 @@ def format_advice(advice: dict) -> str:
 
 
 def save_advice(advice: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(advice, indent=2, ensure_ascii=False) + "\n")
+    atomic_write_json(path, advice)

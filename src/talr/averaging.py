@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 
 from talr.model_card import average_card, write_card
+from talr.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -67,9 +68,9 @@ def model_folder(spec: str | os.PathLike) -> Path:
 def finetuned_folder(spec: str | os.PathLike) -> Path:
     """Like :func:`model_folder`, but a run directory that was itself averaged yields its un-averaged weights
     (``finetuned/``), so re-averaging a run at another alpha starts from what training produced."""
-    path = Path(spec).expanduser()
-    if (path / "run.json").is_file() and (path / "finetuned").is_dir():
-        return path / "finetuned"
+    run = RunDir(spec)
+    if run.record_file.is_file() and run.finetuned_dir.is_dir():
+        return run.finetuned_dir
     return model_folder(spec)
 
 

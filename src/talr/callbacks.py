@@ -16,23 +16,25 @@ work) and only the main process writes.
 
 from __future__ import annotations
 
-import json
 import logging
-import random
 from pathlib import Path
 
 import numpy as np
 from transformers import TrainerCallback
 
-from talr import analysis, losses, stats
+from talr import losses, scoring, stats, token_stats
+from talr.data import chat
 from talr.data.formats import DataFormatError, tokenize_examples
 from talr.divergence import DivergenceRule, TrainingDiverged
+from talr.io import append_jsonl, read_jsonl_records
+from talr.plots import save_figure
+from talr.run_dir import RunDir
+from talr.sampling import seeded_indices, seeded_subset
 from talr.methods.talr import TalrWeighting
 from talr.step_normalizer import weights_as_trained
 
 logger = logging.getLogger(__name__)
 
-PROBES_FILE = "probes.jsonl"
 WEIGHT_QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 
 
@@ -48,26 +50,25 @@ class ProbeLog:
     def write(self, state, record: dict) -> None:
         if not state.is_world_process_zero:
             return
-        with self.path.open("a" if self.started else "w", encoding="utf-8") as handle:
-            if not self.started and self.header is not None:
-                handle.write(json.dumps(self.header) + "\n")
-            handle.write(json.dumps(record) + "\n")
+        if not self.started:
+            self.path.write_text("")  # a log restarts with its run
+        append_jsonl(self.path, [self.header, record] if not self.started and self.header is not None else [record])
         self.started = True
 
 
-def curriculum_record(initial: list[analysis.ExampleScores], current: list[analysis.ExampleScores],
+def curriculum_record(initial: list[scoring.ExampleScores], current: list[scoring.ExampleScores],
                       weights: list[np.ndarray], threshold: float = losses.HARD_TOKEN_PROB) -> dict:
     """Hard-token statistics of ``current`` scores, and the TALR ``weights`` of the tokens that were hard in
     ``initial`` (the same examples scored by the starting model) against those of the other tokens."""
-    logp0 = analysis.all_logp(initial)
-    logp = analysis.all_logp(current)
+    logp0 = token_stats.all_logp(initial)
+    logp = token_stats.all_logp(current)
     w = np.concatenate(weights)
     if not (logp0.shape == logp.shape == w.shape):
         raise ValueError("initial scores, current scores and weights must align token for token")
     hard0 = np.exp(logp0) < threshold
     record = {
         "tokens": int(logp.size),
-        **{f"hard_frac_{t:g}": f for t, f in analysis.hard_token_fractions(logp).items()},
+        **{f"hard_frac_{t:g}": f for t, f in token_stats.hard_token_fractions(logp).items()},
         "initially_hard": int(hard0.sum()),
     }
     if hard0.any():
@@ -93,11 +94,11 @@ class HardTokenProbe(TrainerCallback):
         self.config = config
         self.talr = TalrWeighting(config)
         self.batch_size = batch_size
-        self.initial: list[analysis.ExampleScores] | None = None
+        self.initial: list[scoring.ExampleScores] | None = None
         self.last_step: int | None = None
 
     def _measure(self, model, state) -> None:
-        scores = analysis.score_features(model, self.features, self.pad_token_id, self.batch_size)
+        scores = scoring.score_features(model, self.features, self.pad_token_id, self.batch_size)
         if self.initial is None:
             self.initial = scores
         record = curriculum_record(self.initial, scores, self.token_weights(scores))
@@ -105,14 +106,14 @@ class HardTokenProbe(TrainerCallback):
                                "examples": len(scores), **record})
         self.last_step = state.global_step
 
-    def token_weights(self, scores: list[analysis.ExampleScores]) -> list[np.ndarray]:
+    def token_weights(self, scores: list[scoring.ExampleScores]) -> list[np.ndarray]:
         """The TALR weight of each scored token, as training computes it for these examples in this order."""
         return weights_as_trained(self.talr, [s.logp for s in scores], self.config)
 
     def resume(self, model, step: int) -> None:
         """Continue a run resumed at ``step``: ``model`` (the starting model, before the checkpoint's weights load)
         gives the baseline again; nothing is written until training moves past ``step``."""
-        self.initial = analysis.score_features(model, self.features, self.pad_token_id, self.batch_size)
+        self.initial = scoring.score_features(model, self.features, self.pad_token_id, self.batch_size)
         self.last_step = step
         self.log.started = True
 
@@ -137,15 +138,15 @@ class CodeLengthProbe(TrainerCallback):
         self.log = log
         self.every_n_steps = every_n_steps
         self.batch_size = batch_size
-        self.initial: dict[str, list[analysis.ExampleScores]] = {}
+        self.initial: dict[str, list[scoring.ExampleScores]] = {}
         self.last_step: int | None = None
 
     def _measure(self, model, state) -> None:
         record = {"probe": "codelength", "step": state.global_step, "epoch": state.epoch or 0.0}
         for name, features in self.sets.items():
-            scores = analysis.score_features(model, features, self.pad_token_id, self.batch_size)
+            scores = scoring.score_features(model, features, self.pad_token_id, self.batch_size)
             self.initial.setdefault(name, scores)
-            compared = analysis.compare_code_lengths(self.initial[name], scores)
+            compared = token_stats.compare_code_lengths(self.initial[name], scores)
             record.update({
                 f"{name}_examples": compared["examples"],
                 f"{name}_bits": compared["bits_b"],
@@ -163,7 +164,7 @@ class CodeLengthProbe(TrainerCallback):
 
     def resume(self, model, step: int) -> None:
         """As :meth:`HardTokenProbe.resume`."""
-        self.initial = {name: analysis.score_features(model, features, self.pad_token_id, self.batch_size)
+        self.initial = {name: scoring.score_features(model, features, self.pad_token_id, self.batch_size)
                         for name, features in self.sets.items()}
         self.last_step = step
         self.log.started = True
@@ -206,9 +207,9 @@ class DivergenceCallback(TrainerCallback):
 
 def hold_out(examples: list[dict], count: int, seed: int) -> tuple[list[dict], list[dict], list[int]]:
     """Split off ``count`` seeded-random examples: ``(kept, held_out, held_out_indices)``, both in original order."""
-    chosen = set(random.Random(seed).sample(range(len(examples)), count)) if count else set()
-    kept = [ex for i, ex in enumerate(examples) if i not in chosen]
-    return kept, [examples[i] for i in sorted(chosen)], sorted(chosen)
+    chosen = seeded_indices(len(examples), count, seed)
+    taken = set(chosen)
+    return [ex for i, ex in enumerate(examples) if i not in taken], [examples[i] for i in chosen], chosen
 
 
 def domain_holdout_size(config, n_examples: int) -> int:
@@ -244,24 +245,24 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
         logger.info("Probes: %d training examples held out as the domain probe set (probes.domain_size)", holdout)
     if not p.enabled:
         return examples, []
-    log = ProbeLog(Path(run_dir) / PROBES_FILE)
+    log = ProbeLog(RunDir(run_dir).probes_file)
     callbacks: list[TrainerCallback] = []
     pad = tokenizer.pad_token_id
 
     sets: dict[str, list[dict]] = {}
     general = p.general
-    if general == "alpaca" and analysis.default_general_probe() is None:
+    if general == "alpaca" and chat.default_general_probe() is None:
         logger.warning("Probes: no Alpaca file in the data folder, so no general code-length probe "
                        "(set probes.general to a JSONL file of chat examples)")
         general = None
     if general is not None and p.general_size > 0:
-        general_examples = analysis.sample_examples(analysis.load_chat_examples(general), p.general_size, config.seed)
+        general_examples = seeded_subset(chat.load_chat_examples(general), p.general_size, config.seed)
         sets["general"] = _probe_features(general_examples, tokenizer, max_length, f"probe {general}")
     if p.domain is not None:
         from talr.data import load_train_examples
 
         domain_examples, source = load_train_examples(p.domain, seed=config.seed)
-        domain_examples = analysis.sample_examples(domain_examples, p.domain_size, config.seed)
+        domain_examples = seeded_subset(domain_examples, p.domain_size, config.seed)
     else:
         domain_examples, source = held_out, "held-out training examples"
     if domain_examples:
@@ -272,7 +273,7 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
 
     hard_features: list[dict] = []
     if p.hard_token_size > 0:
-        slice_ = analysis.sample_examples(examples, p.hard_token_size, config.seed)
+        slice_ = seeded_subset(examples, p.hard_token_size, config.seed)
         hard_features = _probe_features(slice_, tokenizer, max_length, "hard-token probe slice")
     if hard_features:
         callbacks.append(HardTokenProbe(hard_features, pad, log, config, p.batch_size))
@@ -283,10 +284,10 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
 
 
 def read_probes(run_dir: str | Path) -> list[dict]:
-    path = Path(run_dir) / PROBES_FILE
+    path = RunDir(run_dir).probes_file
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return read_jsonl_records(path)
 
 
 def plot_probes(run_dirs: dict[str, str | Path], path: str | Path) -> Path:
@@ -325,9 +326,4 @@ def plot_probes(run_dirs: dict[str, str | Path], path: str | Path) -> Path:
         ax.axhline(0 if xlabel != "epoch" else 1, color="grey", linewidth=0.8, linestyle=":")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -19,13 +19,11 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from talr.evaluation.results import atomic_write_text
+from talr.io import atomic_write_text
+from talr.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
-CHECKPOINTS_DIR = "checkpoints"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
 # Settings that may change between a run and its resumption: none of them changes what the run computes.
 RESUMABLE_CHANGES = frozenset({
@@ -33,8 +31,6 @@ RESUMABLE_CHANGES = frozenset({
     "training.divergence_check", "training.divergence_margin", "training.divergence_patience",
     "training.torch_threads",
 })
-# What a fresh run replaces; a resumed run keeps them up to its checkpoint's step.
-RUN_FILES = ("metrics.jsonl", "probes.jsonl", "run.json")
 
 
 class ResumeError(ValueError):
@@ -62,7 +58,7 @@ def _complete_step(folder: Path) -> int | None:
 
 def complete_checkpoints(run_dir: str | Path) -> list[Checkpoint]:
     """The run's complete checkpoints, oldest first."""
-    folder = Path(run_dir) / CHECKPOINTS_DIR
+    folder = RunDir(run_dir).checkpoints_dir
     found = []
     for path in folder.iterdir() if folder.is_dir() else ():
         step = _complete_step(path)
@@ -80,7 +76,7 @@ def remove_checkpoints(run_dir: str | Path, after_step: int = -1) -> None:
     """Delete every checkpoint folder (complete or not) whose step is above ``after_step`` (default: all of them),
     and the checkpoints folder when nothing is left in it. Anything else there is kept: the Trainer's logging
     integrations write there too (TensorBoard's ``runs/``)."""
-    folder = Path(run_dir) / CHECKPOINTS_DIR
+    folder = RunDir(run_dir).checkpoints_dir
     if not folder.is_dir():
         return
     for path in folder.iterdir():
@@ -131,8 +127,9 @@ def start_fresh(run_dir: Path) -> None:
         logger.warning("%s: deleting the checkpoints of an earlier attempt and training from step 0 (--resume "
                        "continues from them instead)", run_dir)
     remove_checkpoints(run_dir)
-    for name in RUN_FILES:
-        (run_dir / name).unlink(missing_ok=True)
+    run = RunDir(run_dir)
+    for path in (*run.logs, run.record_file):  # what a fresh run replaces (a resumed run truncates the logs)
+        path.unlink(missing_ok=True)
 
 
 def prepare_resume(current_config: dict, run_dir: Path, edit: bool = True) -> Checkpoint | None:
@@ -141,14 +138,12 @@ def prepare_resume(current_config: dict, run_dir: Path, edit: bool = True) -> Ch
 
     Refuses (ResumeError) a finished run and a config that differs from the run's saved ``config.yaml`` in anything
     that changes what is computed (the data file's content is not checked)."""
-    from talr.evaluation.results import read_json
-
-    run_json = run_dir / "run.json"
-    if run_json.is_file() and read_json(run_json).get("status") == "finished":
+    run = RunDir(run_dir)
+    run_json, saved_path = run.record_file, run.config_file
+    if run.read_record().get("status") == "finished":
         raise ResumeError(f"{run_json}: the run already finished; train without --resume to run it again")
-    saved_path = run_dir / "config.yaml"
     if saved_path.is_file():
-        changed = config_changes(yaml.safe_load(saved_path.read_text()) or {}, current_config)
+        changed = config_changes(run.read_config(), current_config)
         if changed:
             raise ResumeError(f"{saved_path}: the config differs from the run's in {', '.join(changed)}; resuming "
                               "would mix two runs (train without --resume to start again)")
@@ -157,13 +152,13 @@ def prepare_resume(current_config: dict, run_dir: Path, edit: bool = True) -> Ch
         return checkpoint
     if checkpoint is None:
         # a warning only when an earlier attempt trained here (a fresh sweep point is resumed too, and has nothing)
-        earlier = (run_dir / "metrics.jsonl").is_file() or (run_dir / CHECKPOINTS_DIR).is_dir()
+        earlier = run.metrics_file.is_file() or run.checkpoints_dir.is_dir()
         (logger.warning if earlier else logger.info)("%s has no complete checkpoint: training from step 0", run_dir)
         start_fresh(run_dir)
         return None
     logger.info("Resuming %s from %s (step %d)", run_dir, checkpoint.path.name, checkpoint.step)
     remove_checkpoints(run_dir, after_step=checkpoint.step)  # and folders cut off mid-write
-    for name in ("metrics.jsonl", "probes.jsonl"):
-        truncate_jsonl(run_dir / name, checkpoint.step)
+    for log in run.logs:
+        truncate_jsonl(log, checkpoint.step)
     run_json.unlink(missing_ok=True)
     return checkpoint

@@ -51,7 +51,7 @@ def _advise(args: argparse.Namespace) -> int:
     import json
 
     from talr.advisor import advise, format_advice, save_advice
-    from talr.analysis import dataset_spec
+    from talr.data.chat import dataset_spec
     from talr.config import load_config
 
     # the probe runs train on slices of --data, whatever data.train the config names

@@ -76,12 +76,13 @@ def divergence_rule(config) -> DivergenceRule | None:
 def record_divergence(run_dir: Path, error: TrainingDiverged, extra: dict) -> Path | None:
     """Delete the checkpoints written after the last log that passed the rule, write ``run.json`` with
     ``"status": "diverged"``, and return the last good checkpoint (None when there is none)."""
-    from talr.evaluation.results import atomic_write_json
+    from talr.io import atomic_write_json
+    from talr.run_dir import RunDir
 
     remove_checkpoints(run_dir, after_step=error.last_good_step)
     kept = complete_checkpoints(run_dir)
     last_good = kept[-1].path if kept else None
-    atomic_write_json(run_dir / "run.json", {
+    atomic_write_json(RunDir(run_dir).record_file, {
         "status": "diverged", "diverged_at_step": error.step, "reason": error.reason,
         "last_good_step": error.last_good_step,
         "last_good_checkpoint": str(last_good.relative_to(run_dir)) if last_good else None, **extra,

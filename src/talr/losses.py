@@ -4,6 +4,10 @@ Every function here is pure torch on ``logp`` (log-probability of each target to
 are supervised). All weightings are expressed as per-token weights; the trainer turns weights into one loss with a
 single reduction (:func:`weighted_nll`), so a new weighting is one function.
 
+:func:`sft_loss`, :func:`talr_loss` and :func:`dft_loss` are reference implementations of whole losses from full
+``logp``: training never calls them (the trainer and ``talr.loss_head`` reduce the weights itself), tests and
+benchmarks compare the engine against them.
+
 TALR (Token-Adaptive Loss Reweighting, Lin et al. 2025) gives each supervised token the weight that solves
 
     min_{w in simplex}  sum_i w_i * l_i  +  tau * sum_i w_i * log w_i ,   l_i = -log p_theta(x_i),
@@ -92,7 +96,7 @@ def _require_tokens(mask: torch.Tensor) -> torch.Tensor:
 
 
 def sft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood over the supervised tokens."""
+    """Mean negative log-likelihood over the supervised tokens (reference loss for tests and benchmarks)."""
     count = _require_tokens(mask)
     return -(logp * mask).sum() / count
 
@@ -158,7 +162,8 @@ def weighted_nll(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 
 def talr_loss(logp: torch.Tensor, mask: torch.Tensor, settings: TalrConfig = DEFAULT_TALR) -> torch.Tensor:
     """TALR loss ``sum_i w_i * l_i`` with simplex weights: on the same scale as the SFT mean, so learning rates are
-    comparable between the two (uniform weights give exactly :func:`sft_loss`)."""
+    comparable between the two (uniform weights give exactly :func:`sft_loss`). Reference loss for tests and
+    benchmarks."""
     return weighted_nll(logp, talr_weights(logp, mask, settings))
 
 
@@ -168,7 +173,8 @@ def dft_weights(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def dft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``mean_i(p_i * l_i)`` over supervised tokens, ``p_i`` detached: TALR with tau = 1 and no normalisation."""
+    """``mean_i(p_i * l_i)`` over supervised tokens, ``p_i`` detached: TALR with tau = 1 and no normalisation.
+    Reference loss for tests and benchmarks."""
     count = _require_tokens(mask)
     return weighted_nll(logp, dft_weights(logp, mask)) / count
 
@@ -176,8 +182,8 @@ def dft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def effective_sample_fraction(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Effective sample size of the weights as a fraction of the token count: ``1 / (N * sum_i w_i^2)`` with ``w``
     normalised to the simplex; 1 for uniform weights, 1/N when one token takes all the weight. A 0-d tensor on the
-    weights' device (no host sync)."""
+    weights' device (no host sync), in float32 or the weights' wider dtype."""
     count = _require_tokens(mask)
-    w = weights.detach().float() * mask
+    w = weights.detach().to(torch.promote_types(weights.dtype, torch.float32)) * mask
     w = w / w.sum()
     return 1.0 / (count * (w * w).sum())

@@ -9,21 +9,20 @@ uploads to the Hub as is. Cards are rewritten whole each time (atomically), neve
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import yaml
 
 from talr import __version__
-from talr.evaluation.results import atomic_write_text
+from talr.io import atomic_write_text, read_json
+from talr.run_dir import MODEL_FOLDERS, RunDir
 
 CARD = "README.md"
 # talr's embedded model is this hub model's Q4_1 GGUF, de-quantised to float32 (talr.models)
 EMBEDDED_HUB_IDS = {"smollm2-135m-instruct": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 # Hub copies of the data sources (talr.data.sources) where one exists under the upstream authors' or owners' name
 SOURCE_HUB_IDS = {"gsm8k": "openai/gsm8k", "medcalc_bench": "ncbi/MedCalc-Bench-v1.0"}
-RUN_FOLDERS = ("model", "merged", "finetuned")
 
 
 class ModelCardError(ValueError):
@@ -68,8 +67,8 @@ def hub_base_model(spec: str) -> str | None:
         return EMBEDDED_HUB_IDS[spec]
     path = Path(spec).expanduser()
     if path.is_dir():
-        if (path / "config.yaml").is_file():
-            model = (yaml.safe_load((path / "config.yaml").read_text()) or {}).get("model")
+        if RunDir(path).config_file.is_file():
+            model = RunDir(path).read_config().get("model")
             return hub_base_model(model) if isinstance(model, str) and model != spec else None
         if (path / CARD).is_file():
             try:
@@ -105,7 +104,7 @@ def _eval_section(results_path: Path) -> str:
         return "## Evaluation\n\nNot evaluated yet (`talr eval --model RUN_DIR --tasks ...` adds the results here)."
     from talr.evaluation.evaluator import format_table
 
-    results = json.loads(results_path.read_text(encoding="utf-8"))
+    results = read_json(results_path)
     config = results.get("config", {})
     limit = f", limit {config['limit']} items per task" if config.get("limit") else ""
     return (f"## Evaluation\n\n`talr eval` results ({results.get('date', 'date unknown')}, "
@@ -114,11 +113,11 @@ def _eval_section(results_path: Path) -> str:
 
 
 def run_card(run_dir: str | os.PathLike, folder: str) -> tuple[dict, str]:
-    """Metadata and body of the card of ``run_dir/folder`` (one of ``RUN_FOLDERS``), from the run's config.yaml,
-    run.json and eval/results.json."""
-    run_dir = Path(run_dir)
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    run = json.loads((run_dir / "run.json").read_text()) if (run_dir / "run.json").is_file() else {}
+    """Metadata and body of the card of ``run_dir/folder`` (one of ``talr.run_dir.MODEL_FOLDERS``), from the run's
+    config.yaml, run.json and eval/results.json."""
+    run_dir = RunDir(run_dir)
+    config = run_dir.read_config()
+    run = run_dir.read_record()
     method, training, train_data = config["method"], config["training"], config["data"]["train"]
     adapter = method["adapter"] == "lora" and folder in ("model", "finetuned")
     averaged = method["averaging"] != "none" and folder == "model"
@@ -158,20 +157,20 @@ def run_card(run_dir: str | os.PathLike, folder: str) -> tuple[dict, str]:
         ("git commit", run.get("git")),
         ("final training loss", run.get("final_train_loss")),
     ]
-    body = (f"# {run_dir.name}/{folder}\n\nThis folder is {what}, trained with talr "
+    body = (f"# {run_dir.path.name}/{folder}\n\nThis folder is {what}, trained with talr "
             f"(method `{'+'.join(tags)}`).{embedded}\n\n## Training\n\n{_table(rows)}\n\n"
             "The run directory's `config.yaml` (fully resolved), `metrics.jsonl` and `run.json` record it; "
-            "`talr train -c config.yaml` reruns it.\n\n" + _eval_section(run_dir / "eval" / "results.json"))
+            "`talr train -c config.yaml` reruns it.\n\n" + _eval_section(run_dir.results_file))
     return _metadata(config["model"], tags, "peft" if adapter else "transformers", datasets), body
 
 
 def write_run_cards(run_dir: str | os.PathLike) -> list[Path]:
     """(Re)write the card of every model folder of a run directory; returns the cards written."""
-    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     written = []
-    for folder in RUN_FOLDERS:
-        if (run_dir / folder).is_dir():
-            written.append(write_card(run_dir / folder, *run_card(run_dir, folder)))
+    for folder in MODEL_FOLDERS:
+        if run.folder(folder).is_dir():
+            written.append(write_card(run.folder(folder), *run_card(run.path, folder)))
     return written
 
 
@@ -179,8 +178,8 @@ def average_card(base: str, finetuned: str, alpha: float) -> tuple[dict, str]:
     """Card of a WiSE-FT average ``(1 - alpha) * base + alpha * finetuned`` written by ``talr average``."""
     finetuned_path = Path(finetuned)
     tags = ["wise_ft"]
-    if (finetuned_path / "config.yaml").is_file():  # a talr run: its method is part of what was averaged
-        method = (yaml.safe_load((finetuned_path / "config.yaml").read_text()) or {}).get("method", {})
+    if RunDir(finetuned_path).config_file.is_file():  # a talr run: its method is part of what was averaged
+        method = RunDir(finetuned_path).read_config().get("method", {})
         tags = [method.get("loss", "sft"), *tags]
     rows = [("base", f"`{base}`"), ("fine-tuned", f"`{finetuned}`"), ("alpha", alpha),
             ("talr version", __version__)]

@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 
 from talr.paths import cache_dir
+from talr.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +149,11 @@ def resolve_model_path(spec: str | os.PathLike) -> str:
         return str(embedded_model_folder(text))
     path = Path(text).expanduser()
     if path.is_dir():
-        if (path / "run.json").is_file() or (path / "model").is_dir():
-            model_dir = path / "model"
-            if not model_dir.is_dir():
+        run = RunDir(path)
+        if run.is_run():
+            if not run.model_dir.is_dir():
                 raise FileNotFoundError(f"Run directory {path} has no model/ folder (the run did not finish?)")
-            return str(model_dir)
+            return str(run.model_dir)
         return str(path)
     if text.startswith((".", "/", "~")) or os.sep in text and not _looks_like_hub_id(text):
         raise FileNotFoundError(f"Model folder {text} does not exist")

@@ -227,7 +227,7 @@ def _preamble(sweep: Sweep) -> list[str]:
 
 def write_report(sweep_dir: str | Path) -> Path:
     from talr import report_plots
-    from talr.evaluation.results import atomic_write_text
+    from talr.io import atomic_write_text
 
     sweep = load_sweep(sweep_dir)
     out = sweep.root

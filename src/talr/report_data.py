@@ -27,11 +27,11 @@ import yaml
 from talr import stats
 from talr.data.rows import iter_jsonl
 from talr.evaluation.metrics import stderr_key
-from talr.evaluation.results import read_json
+from talr.io import read_json
+from talr.run_dir import RunDir
 
 RECORD_RESULTS = "results.json"
 RECORD_SAMPLES = "samples.jsonl.gz"
-PROBES_FILE = "probes.jsonl"
 BASELINE_METRICS = ("chance", "majority")  # results.json entries the evaluator adds next to a task's own metrics
 MAX_LABELS = 10  # a task whose targets take at most this many values (and fewer than half the items) is a label task
 NO_LABEL = "(no label extracted)"  # what a collapse onto None predictions is reported as
@@ -163,16 +163,16 @@ def _slim(record: dict) -> dict:
 
 
 def read_run_dir(directory: Path, meta: dict, info: dict) -> Point | None:
-    results_path = directory / "eval" / "results.json"
-    if not results_path.is_file():
+    run = RunDir(directory)
+    if not run.results_file.is_file():
         return None
-    point = _point_from_results(read_json(results_path), meta, directory, info)
+    point = _point_from_results(read_json(run.results_file), meta, directory, info)
     for task in point.scores:
-        path = directory / "eval" / f"samples_{task}.jsonl"
+        path = run.samples_file(task)
         if path.is_file():
             point.samples[task] = [_slim(row) for _, row in iter_jsonl(path)]
-    if (directory / PROBES_FILE).is_file():
-        point.probes = [r for _, r in iter_jsonl(directory / PROBES_FILE) if r.get("probe") == "codelength"]
+    if run.probes_file.is_file():
+        point.probes = [r for _, r in iter_jsonl(run.probes_file) if r.get("probe") == "codelength"]
     return point
 
 
@@ -209,7 +209,7 @@ def load_sweep(root: str | Path) -> Sweep:
         raise FileNotFoundError(f"{config_path} not found: is {root} a sweep directory (made by `talr sweep`)?")
     config = yaml.safe_load(config_path.read_text())
     info: dict = {"higher": {}, "names": {}, "budgets": {}}
-    if (root / "runs").is_dir() or (root / "base" / "eval").is_dir():
+    if (root / "runs").is_dir() or RunDir(root / "base").eval_dir.is_dir():
         layout = "runs"
         base = read_run_dir(root / "base", {"name": "base", "method": "base"}, info)
         points = [p for path in sorted((root / "runs").glob("*/point.json"))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
 
+from talr.io import read_jsonl_records
 from talr.report import KIND_LABEL, axis_points, front_indices, off_front
 from talr.report_data import Sweep
+from talr.run_dir import RunDir
 
 
 def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
@@ -85,7 +86,7 @@ def plot_curves(sweep: Sweep, out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = [p for p in sweep.points if p.run_dir and (p.run_dir / "metrics.jsonl").is_file()]
+    runs = [p for p in sweep.points if p.run_dir and RunDir(p.run_dir).metrics_file.is_file()]
     if not runs:
         return None
     panels = [("nll", "token NLL (unweighted)"), ("hard_token_frac", "hard-token fraction (p < 0.2)"),
@@ -93,7 +94,7 @@ def plot_curves(sweep: Sweep, out: Path) -> Path | None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     colours = plt.get_cmap("tab20")
     for k, point in enumerate(runs):
-        records = [json.loads(line) for line in (point.run_dir / "metrics.jsonl").read_text().splitlines() if line]
+        records = read_jsonl_records(RunDir(point.run_dir).metrics_file)
         records = [r for r in records if "nll" in r]
         for ax, (key, _) in zip(axes, panels):
             ax.plot([r["step"] for r in records], [r[key] for r in records], color=colours(k % 20), lw=1.2,
@@ -111,9 +112,9 @@ def plot_curves(sweep: Sweep, out: Path) -> Path | None:
 
 
 def plot_probes(sweep: Sweep, out: Path) -> Path | None:
-    from talr.callbacks import PROBES_FILE, plot_probes as draw
+    from talr.callbacks import plot_probes as draw
 
-    runs = {p.name: p.run_dir for p in sweep.points if p.run_dir and (p.run_dir / PROBES_FILE).is_file()}
+    runs = {p.name: p.run_dir for p in sweep.points if p.run_dir and RunDir(p.run_dir).probes_file.is_file()}
     return draw(runs, out / "probes.png") if runs else None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,13 @@ def cost_per_gain(delta_general: float, se_general: float, delta_domain: float,
 
 # ---------------------------------------------------------------------------------------------------------------
 # Rank correlation
+
+
+def format_with_se(value: float, stderr: float, spec: str = ".3f", sep: str = " +- ") -> str:
+    """``value`` in the format ``spec`` (alignment, sign and width included) followed by its standard error at the same
+    precision, unsigned and unpadded: ``format_with_se(-0.5, 0.25, ">+8.3f")`` is ``"  -0.500 +- 0.250"``."""
+    precision = re.search(r"(\.\d+)?[a-z%]?$", spec).group(0)
+    return f"{value:{spec}}{sep}{stderr:{precision}}"
 
 
 def average_ranks(values: Sequence[float]) -> np.ndarray:

@@ -31,8 +31,10 @@ from typing import Literal
 import yaml
 
 from talr.config import Config, ConfigError, build_dataclass, apply_overrides, config_from_dict, read_yaml_mapping
+from talr.io import atomic_write_text
 from talr.locks import FolderLock
 from talr.methods import PRESETS
+from talr.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,10 @@ class EvalConfig:
 
 
 @dataclass
-class WiseFTConfig:
+class WiseFtGrid:
+    """The sweep's ``wise_ft`` section: which finished grid runs get WiSE-FT averaged, at which alphas. (A training
+    run's own averaging is :class:`talr.config.WiseFtConfig`.)"""
+
     alphas: list[float] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["sft"])  # grid methods whose runs get averaged
     seeds: list[int] | None = None  # the seeds whose runs get averaged (None: every seed)
@@ -93,7 +98,7 @@ class SweepConfig:
     keep_models: bool = True
     grid: GridConfig = field(default_factory=GridConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    wise_ft: WiseFTConfig = field(default_factory=WiseFTConfig)
+    wise_ft: WiseFtGrid = field(default_factory=WiseFtGrid)
     train: dict = field(default_factory=dict)  # a `talr train` config shared by every grid point
 
     @property
@@ -216,13 +221,7 @@ def validate_sweep(sweep: SweepConfig, *, check_model: bool = True) -> None:
 
 def _run_status(run_dir: Path) -> str | None:
     """``run.json``'s status ("finished", "diverged"), or None for a run not done (or never started)."""
-    from talr.evaluation.results import read_json
-
-    path = run_dir / "run.json"
-    try:
-        return read_json(path).get("status") if path.is_file() else None
-    except ValueError:
-        return None
+    return RunDir(run_dir).status()
 
 
 def _run_finished(run_dir: Path) -> bool:
@@ -230,10 +229,11 @@ def _run_finished(run_dir: Path) -> bool:
 
 
 def _eval_finished(eval_dir: Path, tasks: list[str]) -> bool:
+    from talr.evaluation.evaluator import RESULTS_FILE
     from talr.evaluation.registry import expand_tasks
-    from talr.evaluation.results import read_json
+    from talr.io import read_json
 
-    path = eval_dir / "results.json"
+    path = eval_dir / RESULTS_FILE
     try:
         return path.is_file() and all(t in read_json(path).get("results", {}) for t, _ in expand_tasks(tasks))
     except ValueError:
@@ -268,8 +268,8 @@ def plan_sweep(sweep: SweepConfig) -> list[str]:
             if _run_status(run_dir) is not None:  # finished or diverged
                 continue
             run_dir.mkdir(parents=True, exist_ok=True)
-            save_config(point.config, run_dir / "config.yaml")
-            commands.append(f"accelerate launch -m talr.cli train --resume --config {run_dir / 'config.yaml'}")
+            save_config(point.config, RunDir(run_dir).config_file)
+            commands.append(f"accelerate launch -m talr.cli train --resume --config {RunDir(run_dir).config_file}")
     return commands
 
 
@@ -346,7 +346,7 @@ def _run_sweep(sweep: SweepConfig) -> Path:
     points = grid_points(sweep)
     root = sweep.root
     root.mkdir(parents=True, exist_ok=True)
-    (root / "sweep.yaml").write_text(yaml.safe_dump({**dataclasses.asdict(sweep), "train": sweep.train},
+    atomic_write_text(root / "sweep.yaml", yaml.safe_dump({**dataclasses.asdict(sweep), "train": sweep.train},
                                                     sort_keys=False))
     base_model = points[0].config.model
     from talr.precision import autocast_name, log_startup, resolve_autocast, resolve_eval_dtype
@@ -354,7 +354,7 @@ def _run_sweep(sweep: SweepConfig) -> Path:
     log_startup("sweep", f"training {autocast_name(resolve_autocast(points[0].config.training.autocast))}, "
                 f"evaluation {str(resolve_eval_dtype(sweep.eval.dtype)).removeprefix('torch.')}")
     logger.info("Sweep %s: %d grid points, tasks %s", sweep.name, len(points), ", ".join(sweep.tasks))
-    _evaluate(base_model, root / "base" / "eval", sweep)
+    _evaluate(base_model, RunDir(root / "base").eval_dir, sweep)
     write_record(root)
     for number, point in enumerate(points, start=1):
         run_dir = Path(point.config.output_dir)
@@ -362,13 +362,13 @@ def _run_sweep(sweep: SweepConfig) -> Path:
         if not _train_point(point, run_dir):
             continue
         _write_point(run_dir, point)
-        _evaluate(run_dir, run_dir / "eval", sweep)
+        _evaluate(run_dir, RunDir(run_dir).eval_dir, sweep)
         if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods and (
                 sweep.wise_ft.seeds is None or point.seed in sweep.wise_ft.seeds):
             _wise_ft_points(point, run_dir, base_model, sweep)
         write_record(root)
-        if not sweep.keep_models and (run_dir / "model").exists():
-            shutil.rmtree(run_dir / "model")
+        if not sweep.keep_models and RunDir(run_dir).model_dir.exists():
+            shutil.rmtree(RunDir(run_dir).model_dir)
     return root
 
 
@@ -376,20 +376,20 @@ def _wise_ft_points(point: GridPoint, run_dir: Path, base_model: str, sweep: Swe
     from talr.averaging import wise_ft
 
     for alpha in sweep.wise_ft.alphas:
-        out = run_dir.parent / f"{point.name}_wise_ft{alpha:g}"
-        if _eval_finished(out / "eval", sweep.tasks):
+        out = RunDir(run_dir.parent / f"{point.name}_wise_ft{alpha:g}")
+        if _eval_finished(out.eval_dir, sweep.tasks):
             continue
-        _write_point(out, point, method=f"{point.method}+wise_ft", alpha=alpha, source_run=run_dir.name)
-        model_dir = out / "model"
+        _write_point(out.path, point, method=f"{point.method}+wise_ft", alpha=alpha, source_run=run_dir.name)
+        model_dir = out.model_dir
         if model_dir.exists():  # possibly half-written by a killed run; averaging is deterministic and cheap
             shutil.rmtree(model_dir)
         wise_ft(base_model, run_dir, alpha, model_dir)
-        _evaluate(model_dir, out / "eval", sweep)
+        _evaluate(model_dir, out.eval_dir, sweep)
         shutil.rmtree(model_dir)
 
 
 def _write_point(directory: Path, point: GridPoint, **extra) -> None:
-    from talr.evaluation.results import atomic_write_json
+    from talr.io import atomic_write_json
 
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_json(directory / "point.json", {

@@ -12,7 +12,8 @@ import io
 import json
 from pathlib import Path
 
-from talr.evaluation.results import atomic_write_bytes, atomic_write_json, read_json
+from talr.io import atomic_write_bytes, atomic_write_json, read_json
+from talr.run_dir import RunDir
 from talr.report_data import RECORD_RESULTS, RECORD_SAMPLES, read_run_dir
 
 
@@ -25,7 +26,7 @@ def write_record(root: str | Path, out: str | Path | None = None) -> tuple[Path,
         entries[point_json.parent.name] = (point_json.parent, read_json(point_json))
     results, lines = {}, []
     for name, (directory, meta) in entries.items():
-        path = directory / "eval" / "results.json"
+        path = RunDir(directory).results_file
         if not path.is_file():
             continue
         point = read_run_dir(directory, meta, info)

@@ -1,18 +1,13 @@
 """The training engine: a ``transformers.Trainer`` whose loss is any registered token weighting, and the recipe that
 turns a :class:`talr.config.Config` into a finished run directory.
 
-Run directory layout: ``config.yaml`` (fully resolved), ``metrics.jsonl`` (one line per logging step), ``model/``
-(safetensors + tokenizer), ``run.json`` (versions, seed, git hash, wall time, device, throughput, peak memory). A run
-is finished when ``run.json`` has ``"status": "finished"`` (``"diverged"``: stopped by talr.divergence); while it
-trains, ``checkpoints/`` holds what ``train(..., resume=True)`` continues from (talr.checkpoints). Method extras
-(docs/methods.md): a LoRA run's ``model/`` is the adapter and ``merged/`` the merged model; with post-hoc averaging
-``model/`` is the average and ``finetuned/`` the trained weights; FLOW writes its sample weights to
-``flow_weights.json``.
+The run directory's layout (``config.yaml``, ``metrics.jsonl``, ``model/``, ``run.json``, ``checkpoints/``, the
+method extras ``finetuned/``, ``merged/``, ``flow_weights.json``) is described and named in :mod:`talr.run_dir`. A run
+is finished when ``run.json`` has ``"status": "finished"`` (``"diverged"``: stopped by talr.divergence).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import platform
@@ -28,18 +23,19 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from talr import __version__, losses
 from talr.callbacks import DivergenceCallback, build_probes
-from talr.checkpoints import CHECKPOINTS_DIR, prepare_resume, remove_checkpoints, start_fresh
+from talr.checkpoints import prepare_resume, remove_checkpoints, start_fresh
 from talr.config import Config, config_to_dict, save_config
 from talr.data import load_train_examples
 from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.divergence import TrainingDiverged, divergence_rule, record_divergence
-from talr.evaluation.results import atomic_write_json
+from talr.io import append_jsonl, atomic_write_json, read_jsonl_records
 from talr.loss_head import CausalLMHead
 from talr.methods import ADAPTERS, AVERAGINGS, REGULARIZERS
 from talr.methods.base import PreparedRun, TokenWeighting, build_weighting
 from talr.model_card import write_run_cards
 from talr.models import check_model_spec, load_model
 from talr.precision import autocast_name, log_startup, precision_record, resolve_autocast
+from talr.run_dir import RunDir
 from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights
 
 logger = logging.getLogger(__name__)
@@ -205,8 +201,7 @@ class MetricsFileCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             record = {"step": state.global_step, **{k: v for k, v in logs.items() if isinstance(v, (int, float))}}
-            with self.path.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record) + "\n")
+            append_jsonl(self.path, [record])
 
 
 def _git_hash() -> str | None:
@@ -241,7 +236,7 @@ def training_arguments(config: Config, run_dir: Path) -> TrainingArguments:
     use_cuda = torch.cuda.is_available()
     autocast = resolve_autocast(t.autocast)
     return TrainingArguments(
-        output_dir=str(run_dir / CHECKPOINTS_DIR),
+        output_dir=str(RunDir(run_dir).checkpoints_dir),
         learning_rate=t.learning_rate,
         num_train_epochs=t.num_epochs,
         max_steps=t.max_steps,
@@ -302,8 +297,9 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
         logger.warning("training.save_steps (%d) is not a multiple of training.logging_steps (%d): after a resume "
                        "the first metrics.jsonl row averages only the steps since the checkpoint",
                        config.training.save_steps, config.training.logging_steps)
-    save_config(config, run_dir / "config.yaml")
-    metrics_path = run_dir / "metrics.jsonl"
+    run = RunDir(run_dir)
+    save_config(config, run.config_file)
+    metrics_path = run.metrics_file
     if config.training.torch_threads:
         torch.set_num_threads(config.training.torch_threads)
     set_seed(config.seed)
@@ -346,16 +342,16 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
     if config.training.save_model and trainer.is_world_process_zero():
         # model/ always holds the method's final model: the average when there is one, training's own weights
         # (a LoRA adapter for lora runs) then kept in finetuned/
-        trained_dir = run_dir / ("finetuned" if averaging else "model")
+        trained_dir = run.finetuned_dir if averaging else run.model_dir
         trainer.save_model(str(trained_dir))
         if averaging:
-            averaging(config.model, trained_dir, run_dir / "model", config)
+            averaging(config.model, trained_dir, run.model_dir, config)
         if adapter:
-            adapter.finish(trainer.model, tokenizer, run_dir, config)
+            adapter.finish(trainer.model, tokenizer, run, config)
     if trainer.is_world_process_zero():
-        steps = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        steps = read_jsonl_records(metrics_path)
         throughput = [s["tokens_per_s"] for s in steps if "tokens_per_s" in s]
-        atomic_write_json(run_dir / "run.json", {
+        atomic_write_json(run.record_file, {
             "status": "finished",
             "versions": _versions(),
             "seed": config.seed,

@@ -3,8 +3,9 @@ sources (``sources``: MedCalc-Bench, ESCI, math, ...)."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
+
+from talr.sampling import seeded_subset
 
 
 def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
@@ -17,9 +18,7 @@ def load_train_examples(spec, seed: int = 0) -> tuple[list[dict], str]:
 
     if spec.path is not None:
         examples = read_examples(spec.path)  # JSONL, parquet or a save_to_disk folder
-        if spec.limit is not None and spec.limit < len(examples):
-            chosen = sorted(random.Random(seed).sample(range(len(examples)), spec.limit))
-            examples = [examples[i] for i in chosen]
+        examples = seeded_subset(examples, spec.limit, seed)
         return examples, str(spec.path)
     from talr.data.formats import DataFormatError
     from talr.data.sources import load_sft_examples

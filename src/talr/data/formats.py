@@ -8,15 +8,15 @@ label is -100.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from talr.io import iter_jsonl
 from talr.losses import IGNORE_INDEX
 
 logger = logging.getLogger(__name__)
@@ -77,36 +77,12 @@ def read_jsonl(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise FileNotFoundError(f"Training data file {path} does not exist")
     examples = []
-    with path.open("rb") as handle:  # bytes, so a decoding error is pinned to its line
-        for number, line in enumerate(handle, start=1):
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DataFormatError(f"{path}:{number}: not UTF-8 text") from None
-            if not text.strip():
-                continue
-            try:
-                example = json.loads(text)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}:{number}: invalid JSON ({err.msg} at column {err.colno})") from None
-            except RecursionError:
-                raise DataFormatError(f"{path}:{number}: JSON nested too deeply") from None
-            validate_example(example, str(path), number)
-            examples.append(example)
+    for number, example in iter_jsonl(path, DataFormatError):
+        validate_example(example, str(path), number)
+        examples.append(example)
     if not examples:
         raise DataFormatError(f"{path}: no examples")
     return examples
-
-
-def write_jsonl(examples: Iterable[dict], path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps(example, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-    return path
 
 
 def _render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:

@@ -44,6 +44,8 @@ def load_rows(split: str, data_dir: Path | None = None) -> list[dict]:
         missing = missing_fields(row, ("question", "answer"))
         if missing:
             raise ValueError(f"{path}:{line_no}: missing field(s) {', '.join(missing)}")
+        if not isinstance(row["question"], str) or not isinstance(row["answer"], str):
+            raise ValueError(f"{path}:{line_no}: question and answer must be strings")
         final = _FINAL_LINE.search(row["answer"])
         if not final:
             raise ValueError(f"{path}:{line_no}: answer does not end with a '#### <number>' line")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import talr.io
 
 # Patient notes in MedCalc-Bench exceed csv's default 128 KiB field limit; 2**31 - 1 fits a C long everywhere.
 _CSV_FIELD_LIMIT = 2**31 - 1
@@ -22,24 +23,12 @@ def require_file(path: Path) -> Path:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """Yield (line number, object) for each non-blank line; a line that is not a JSON object is an error."""
-    with require_file(path).open("rb") as handle:  # bytes, so a decoding error is pinned to its line
-        for line_no, raw in enumerate(handle, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError(f"{path}:{line_no}: not UTF-8 text") from None
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}:{line_no}: malformed JSON ({err.msg})") from None
-            except RecursionError:
-                raise ValueError(f"{path}:{line_no}: JSON nested too deeply") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
-            yield line_no, row
+    """Yield (line number, object) for each non-blank line of a data file; a line that is not a JSON object is an
+    error (:func:`talr.io.iter_jsonl`)."""
+    for line_no, row in talr.io.iter_jsonl(require_file(path)):
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_no}: expected a JSON object, got {type(row).__name__}")
+        yield line_no, row
 
 
 def iter_csv(path: Path) -> Iterator[tuple[int, dict]]:

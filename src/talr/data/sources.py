@@ -7,11 +7,11 @@ A new source = one new module + one entry below.
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from types import ModuleType
 
 from talr.data import esci, math, medcalc
+from talr.sampling import shuffled_prefix
 
 # "gsm8k" is the math domain: GSM8K train rewritten MetaMathQA-style stands in for MetaMathQA (not obtainable).
 SOURCES: dict[str, ModuleType] = {module.NAME: module for module in (medcalc, esci, math)}
@@ -23,17 +23,6 @@ def get_source(source: str) -> ModuleType:
     return SOURCES[source]
 
 
-def _subset(rows: list[dict], limit: int | None, seed: int) -> list[dict]:
-    """All rows in file order, or ``limit`` rows drawn by a seeded shuffle (a smaller limit is a prefix of a larger)."""
-    if limit is None:
-        return rows
-    if limit < 0:
-        raise ValueError(f"limit must be >= 0, got {limit}")
-    rows = list(rows)
-    random.Random(seed).shuffle(rows)
-    return rows[:limit]
-
-
 def load_sft_examples(source: str, split: str = "train", fmt: str | None = None, limit: int | None = None,
                       seed: int = 0, data_dir: Path | None = None) -> list[dict]:
     """Messages-form training examples ({"id", "messages", "meta"}) of one source; ``fmt`` defaults to the
@@ -42,11 +31,11 @@ def load_sft_examples(source: str, split: str = "train", fmt: str | None = None,
     fmt = module.DEFAULT_FORMAT if fmt is None else fmt
     if fmt not in module.FORMATS:
         raise ValueError(f"unknown format {fmt!r} for {source}; known: {', '.join(module.FORMATS)}")
-    rows = _subset(module.load_rows(split, data_dir), limit, seed)
+    rows = shuffled_prefix(module.load_rows(split, data_dir), limit, seed)
     return [module.to_sft_example(row, fmt) for row in rows]
 
 
 def load_eval_rows(source: str, split: str = "test", limit: int | None = None, seed: int = 0,
                    data_dir: Path | None = None) -> list[dict]:
     """Raw rows to evaluate on (pass each to the source's eval_messages and score)."""
-    return _subset(get_source(source).load_rows(split, data_dir), limit, seed)
+    return shuffled_prefix(get_source(source).load_rows(split, data_dir), limit, seed)

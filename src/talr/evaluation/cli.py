@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from talr.run_dir import RunDir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", help="run directory, local model folder, hub id or 'smollm2-135m-instruct'")
@@ -40,9 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def default_out_dir(model: str) -> Path:
-    path = Path(model)
-    if path.is_dir() and ((path / "run.json").is_file() or (path / "model").is_dir()):  # a talr run directory
-        return path / "eval"
+    run = RunDir(model)
+    if run.is_run():
+        return run.eval_dir
     return Path("eval_results") / re.sub(r"[^A-Za-z0-9._-]+", "_", model.strip("/"))
 
 
@@ -96,9 +98,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     print(format_table(results))
     print(f"\nresults: {out_dir / 'results.json'}")
-    run_dir = Path(args.model)
-    if (run_dir / "run.json").is_file() and out_dir.resolve() == (run_dir / "eval").resolve():
+    run = RunDir(args.model)
+    if run.record_file.is_file() and out_dir.resolve() == run.eval_dir.resolve():
         from talr.model_card import write_run_cards
 
-        write_run_cards(run_dir)  # the run's model cards now quote these results
+        write_run_cards(run.path)  # the run's model cards now quote these results
     return 0

@@ -20,6 +20,7 @@ increases a KL) that equals it when ``top_k`` is the vocabulary size; docs/evalu
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,9 @@ from tqdm.auto import tqdm
 
 from talr.evaluation.generation import LOG2, _left_padded, _length_sorted_batches, _max_length, _pad_id
 from talr.evaluation.generation import response_token_ids
+from talr.io import atomic_write_bytes
 from talr.paths import cache_dir
+from talr.run_dir import RunDir
 
 DEFAULT_TOP_K = 256
 CACHE_FORMAT = "2"  # part of the cache key: bump when what a cache file holds changes
@@ -117,10 +120,9 @@ def cached_base_side(load_base, fingerprint: str, tokenizer, examples: Sequence[
         data = torch.load(path, weights_only=True)
         return BaseSide(data["ids"], data["logprobs"], data["log_rest"])
     side = base_side(load_base(), tokenizer, examples, top_k=top_k, batch_size=batch_size, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({"ids": side.ids, "logprobs": side.logprobs, "log_rest": side.log_rest}, tmp)
-    tmp.replace(path)  # atomic: a cut-off save never looks like a cache hit
+    buffer = io.BytesIO()
+    torch.save({"ids": side.ids, "logprobs": side.logprobs, "log_rest": side.log_rest}, buffer)
+    atomic_write_bytes(path, buffer.getvalue())  # a cut-off save never looks like a cache hit
     return side
 
 
@@ -173,12 +175,10 @@ def base_model_spec(model_spec: str | Path) -> str | None:
     ``talr_average.json`` ``base``; None when the spec records no base (an original checkpoint: its own base)."""
     import json
 
-    import yaml
-
     path = Path(str(model_spec)).expanduser()
-    config = path / "config.yaml"
-    if (path / "run.json").is_file() and config.is_file():
-        model = (yaml.safe_load(config.read_text()) or {}).get("model")
+    run = RunDir(path)
+    if run.record_file.is_file() and run.config_file.is_file():
+        model = run.read_config().get("model")
         return str(model) if model else None
     record = path / "talr_average.json"
     if record.is_file():

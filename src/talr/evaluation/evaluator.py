@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 from talr.evaluation import drift, generation
 from talr.evaluation.baselines import baseline_warnings
 from talr.evaluation.registry import expand_tasks, get_task
-from talr.evaluation.results import SampleLog, atomic_write_json, read_json
+from talr.evaluation.results import SampleLog
 from talr.evaluation.task import ChatChoices, Choices, Generate, Response, Scored, Task
+from talr.io import atomic_write_json, read_json
 from talr.paths import data_dir as default_data_dir
 from talr.precision import precision_record
 
@@ -198,7 +199,7 @@ def evaluate(
 
     ``tasks`` may name panels (``registry.PANELS``), which stand for their tasks, each at the panel's N (a smaller
     ``limit`` still caps it). ``limit`` evaluates a seeded random subset of that many items per task (see
-    ``task.seeded_subset``). ``base_model`` is the model the KL of drift tasks is taken against (default: the base
+    ``talr.sampling.seeded_subset``). ``base_model`` is the model the KL of drift tasks is taken against (default: the base
     the model's run directory records, else the model itself). After each task, a score below chance or predictions
     collapsed onto one label are reported on stderr (:func:`baselines.baseline_warnings`).
     ``max_new_tokens`` caps every generation task's budget (the benchmarks' own budgets, e.g. IFEval's 1,280 tokens,

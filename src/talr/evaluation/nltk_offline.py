@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nltk
 
+from talr.io import atomic_write_text
 from talr.paths import cache_dir
 
 RESOURCE = "tokenizers/punkt_tab/english/"
@@ -51,9 +52,7 @@ def write_punkt_tab(root: Path) -> Path:
     for name, text in files.items():
         path = target / name
         if not path.exists() or path.read_text(encoding="utf-8") != text:
-            tmp = path.with_suffix(path.suffix + ".tmp")
-            tmp.write_text(text, encoding="utf-8", newline="")
-            tmp.replace(path)
+            atomic_write_text(path, text)
     return target
 
 

@@ -13,13 +13,13 @@ metrics. Scores are keyed ``"metric,filter"`` as in lm-evaluation-harness.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 from talr.evaluation.metrics import mean_with_stderr
+from talr.sampling import seeded_subset
 
 
 @dataclass(frozen=True)
@@ -55,20 +55,6 @@ class Scored:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def seeded_subset(docs: list[dict], limit: int | None, seed: int = 0) -> list[dict]:
-    """``limit`` documents drawn with a fixed seed, kept in file order (all of them when limit is None).
-
-    A random subset rather than the first N, because several files are sorted (MMLU by subject, MedCalc by
-    calculator), so a prefix would measure one slice.
-    """
-    if limit is None or limit >= len(docs):
-        return docs
-    if limit < 1:
-        raise ValueError(f"limit must be >= 1, got {limit}")
-    keep = sorted(random.Random(seed).sample(range(len(docs)), limit))
-    return [docs[i] for i in keep]
-
-
 class Task:
     """Base class: subclasses set the class attributes and implement ``load_all``, ``request`` and ``score``."""
 
@@ -86,7 +72,10 @@ class Task:
         raise NotImplementedError
 
     def load(self, data_dir: Path, limit: int | None) -> tuple[list[dict], int]:
-        """The documents to evaluate and the size of the full split."""
+        """The documents to evaluate (a seeded subset of ``limit``, see :func:`talr.sampling.seeded_subset`) and the
+        size of the full split."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
         docs = self.load_all(data_dir)
         return seeded_subset(docs, limit), len(docs)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from talr.evaluation.metrics import bootstrap_stderr, with_stderr
-from talr.evaluation.task import Response, Scored, Task, seeded_subset
+from talr.evaluation.task import Response, Scored, Task
+from talr.sampling import seeded_subset
 from talr.evaluation.tasks.code_length import AlpacaCodeLength
 
 BITS_PER_BYTE = "bits_per_byte,none"

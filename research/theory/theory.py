@@ -685,7 +685,7 @@ def report_lines(scan_seeds: int = 20) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m talr.theory", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python research/theory/theory.py", description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="docs/figures", help="folder for the PNGs (default docs/figures)")
     parser.add_argument("--scan-seeds", type=int, default=20, help="random trees per setting in the scan")
     args = parser.parse_args(argv)

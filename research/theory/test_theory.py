@@ -1,4 +1,4 @@
-"""Exact checks of talr.theory against independent computations (enumeration, autograd, Taylor expansion)."""
+"""Exact checks of the theory lab (``theory.py`` beside this file) against independent computations (enumeration, autograd, Taylor expansion)."""
 
 import itertools
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from talr import theory as T
+import theory as T  # research/theory/theory.py: pytest puts this folder on sys.path
 
 LAB_CASES = [
     {"vocab": 3, "depth": 3, "n_hard": 3, "seed": 1},

@@ -21,6 +21,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from talr.io import atomic_write_text, write_jsonl
 from talr.sweep import EvalConfig, GridConfig, SweepConfig, validate_sweep
 
 logger = logging.getLogger(__name__)
@@ -48,20 +49,18 @@ class DemoSize:
 def write_synthetic_data(root: Path, size: DemoSize, seed: int = 0) -> Path:
     """The demo's own data folder, laid out like ``../shared/data`` (general answers are added later, since they
     need the base model)."""
-    from talr.data.general_probes import generate_ifeval_rows
-    from talr.data.synthetic_medcalc import write_data_folder
+    from talr.demo.general_probes import generate_ifeval_rows
+    from talr.demo.synthetic_medcalc import write_data_folder
 
     write_data_folder(root, n_train=size.train_rows, n_test=size.eval_rows, seed=seed)
-    ifeval = root / "ifeval" / "input_data.jsonl"
-    ifeval.parent.mkdir(parents=True, exist_ok=True)
-    ifeval.write_text("".join(json.dumps(row) + "\n" for row in generate_ifeval_rows(size.ifeval_rows, seed=seed)))
+    write_jsonl(generate_ifeval_rows(size.ifeval_rows, seed=seed), root / "ifeval" / "input_data.jsonl")
     return root
 
 
 def write_general_answers(root: Path, model_spec: str, size: DemoSize) -> Path:
     """The base model's greedy answers to the fixed general prompts: text the model already models well, whose code
     length after fine-tuning measures general damage."""
-    from talr.data.general_probes import general_prompt_rows
+    from talr.demo.general_probes import general_prompt_rows
     from talr.evaluation.generation import chat_prompt, generate
     from talr.models import load_model
     from talr.precision import resolve_eval_dtype
@@ -74,14 +73,10 @@ def write_general_answers(root: Path, model_spec: str, size: DemoSize) -> Path:
     messages = [[{"role": "user", "content": row["prompt"]}] for row in rows]
     answers = generate(model, tokenizer, [chat_prompt(tokenizer, m) for m in messages],
                        max_new_tokens=size.general_answer_tokens, batch_size=16, progress=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(
+    return atomic_write_text(path, "".join(
         json.dumps({"id": row["id"], "messages": [*m, {"role": "assistant", "content": answer}]}) + "\n"
         for row, m, answer in zip(rows, messages, answers) if answer.strip()
     ))
-    tmp.replace(path)
-    return path
 
 
 def demo_sweep(out_dir: Path, data_dir: Path, real_data: bool, size: DemoSize) -> SweepConfig:

@@ -14,6 +14,9 @@ Conventions copied from the real v1.0 rows (checked against all 627 decimal rows
   value, so the arithmetic in the text can be checked line by line.
 
 Formulas and their sources are listed in docs/generators.md; each ``CALCULATORS`` entry also names its source.
+
+Why one long module: most of it is the 19 calculator specifications (formula, units, plausible patient ranges,
+explanation template), each read beside the shared note renderer; it serves only ``talr demo``, hence ``talr.demo``.
 """
 
 from __future__ import annotations
