@@ -149,6 +149,32 @@ def talr_weights(
     return weights.to(logp.dtype)
 
 
+def unnormalized_talr_weights(
+    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
+    w_min: float = 0.01, tau_min: float = TAU_MIN,
+) -> torch.Tensor:
+    """TALR's weights as the other public implementation computes them (DiSC, ``talr_loss`` in
+    shankarp8/distillation-retains-capabilities ``src/disc/objectives.py``; its tau is ``tau_scope="sequence"``):
+    ``max(p ** (1 / tau), w_min)`` with no normaliser, so a weight is in (0, 1] and the mean weight below 1;
+    ``w_min`` is an absolute floor. Detached, shaped like ``logp``, 0 where ``mask`` is false. With ``tau = 1`` and
+    ``w_min = 0`` these are DFT's weights."""
+    if w_min < 0:
+        raise ValueError(f"w_min must be >= 0, got {w_min}")
+    temperature = talr_tau(logp, mask, tau, tau_scope, tau_min)
+    weights = (logp.detach().float() / temperature).exp().clamp_min(w_min)
+    return torch.where(mask, weights, 0.0).to(logp.dtype)
+
+
+def eaft_weights(normalized_entropy: torch.Tensor, mask: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """EAFT (Diao et al. 2026, arXiv 2601.02151): each token weighted by ``(H_topK / ln K) ** alpha``, the normalised
+    entropy of the model's renormalised top-K next-token distribution
+    (:func:`talr.token_statistics.topk_normalized_entropy`), detached; 0 where ``mask`` is false. ``alpha = 0``
+    gives SFT's weights."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    return torch.where(mask, normalized_entropy.detach().float().pow(alpha), 0.0)
+
+
 def weighted_nll(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``sum_i w_i * l_i`` with the weights held fixed (no gradient flows through them)."""
     return -(weights.detach() * logp).sum()
