@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from talr import losses
+from talr.config import TalrConfig
 
 
 def _hand_made(seed=0, batch=3, seq=8, vocab=13):
@@ -35,7 +36,8 @@ def _numpy_disc_weights(logits: np.ndarray, labels: np.ndarray, floor: float) ->
 def test_unnormalized_weights_equal_discs_formula():
     logits, labels = _hand_made()
     logp, mask = losses.token_logprobs(logits, labels)
-    weights = losses.unnormalized_talr_weights(logp, mask, tau="median", tau_scope="sequence", w_min=0.01)
+    disc = TalrConfig(tau="median", tau_scope="sequence", w_min=0.01, normalization="none")
+    weights = losses.unnormalized_talr_weights(logp, mask, disc)
     expected = _numpy_disc_weights(logits.numpy(), labels.numpy(), 0.01)
     np.testing.assert_allclose(weights.double().numpy(), expected, rtol=1e-5, atol=1e-7)
     assert weights[1, 3].item() == pytest.approx(0.01)  # the hopeless target is floored, absolutely
@@ -45,7 +47,7 @@ def test_unnormalized_weights_equal_discs_formula():
 def test_tau_one_without_normalisation_is_dft():
     logits, labels = _hand_made(seed=1)
     logp, mask = losses.token_logprobs(logits, labels)
-    weights = losses.unnormalized_talr_weights(logp, mask, tau=1.0, w_min=0.0)
+    weights = losses.unnormalized_talr_weights(logp, mask, TalrConfig(tau=1.0, w_min=0.0, normalization="none"))
     torch.testing.assert_close(weights, losses.dft_weights(logp, mask), rtol=1e-6, atol=0.0)
     # and the losses the trainer's reduction makes of them: sum_i w_i l_i / N
     tokens = mask.sum()
