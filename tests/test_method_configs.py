@@ -62,7 +62,7 @@ def test_a_few_steps_lower_the_methods_own_objective(tmp_path, name, adapter):
     config = load_config(CONFIGS / f"{name}.yaml", [
         f"output_dir={tmp_path / name}", f"data.train={{path: {data}}}", "data.max_length=64",
         "training.max_steps=3", "training.per_device_batch_size=2", "training.logging_steps=1",
-        "training.save_model=false", "training.warmup_ratio=0.0", "probes.enabled=false",
+        "training.save_model=false", "training.warmup_ratio=0.0", "probes.enabled=false", "training.torch_threads=1",
         f"training.learning_rate={1e-3 if adapter == 'lora' else 1e-4}", f"method.adapter={adapter}",
     ])
     run_dir = train(config)
