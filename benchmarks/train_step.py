@@ -1,4 +1,5 @@
-"""Whole training-step throughput and peak memory of SFT vs TALR on the embedded SmolLM2-135M, as a markdown table.
+"""Whole training-step throughput and peak memory of SFT vs the token weightings (TALR and its variants, DFT, EAFT)
+on the embedded SmolLM2-135M, as a markdown table.
 
 Each setting runs ``TalrTrainer`` (the real engine: data collator, autocast, AdamW, clipping) in a fresh process for
 ``1 + --steps`` optimizer steps on synthetic chat examples that all fill ``--max-length`` tokens. The first step is
@@ -29,7 +30,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loss_head import _pythonpath, _status_kib, machine  # noqa: E402
 
-# name -> (method, loss_head, normalize_over, per-device batch, accumulation) at the same 4 sequences per step
+# name -> (method preset, loss_head, normalize_over, per-device batch, accumulation) at the same 4 sequences per step;
+# a name starts with its preset, and each setting is compared with the "sft" one of the same head and split.
 SETTINGS = {
     "sft reference head": ("sft", "reference", "step", 4, 1),
     "sft fused": ("sft", "fused", "step", 4, 1),
@@ -38,6 +40,13 @@ SETTINGS = {
     "sft fused, 2x2": ("sft", "fused", "step", 2, 2),
     "talr fused, 2x2, step-exact": ("talr", "fused", "step", 2, 2),
     "talr fused, 2x2, micro-batch": ("talr", "fused", "micro_batch", 2, 2),
+    "talr_seq fused": ("talr_seq", "fused", "step", 4, 1),
+    "talr_tau1 fused": ("talr_tau1", "fused", "step", 4, 1),
+    "talr_disc fused": ("talr_disc", "fused", "step", 4, 1),
+    "dft reference head": ("dft", "reference", "step", 4, 1),
+    "dft fused": ("dft", "fused", "step", 4, 1),
+    "eaft reference head": ("eaft", "reference", "step", 4, 1),
+    "eaft fused": ("eaft", "fused", "step", 4, 1),
 }
 
 WORDS = ("the model learns domain facts while keeping its general skills small learning rates token adaptive "
@@ -132,17 +141,17 @@ def main(argv=None) -> None:
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
 
     def baseline(name):  # the SFT setting with the same head and split
-        return re.sub(r"^talr", "sft", name).replace(", step-exact", "").replace(", micro-batch", "")
+        return re.sub(r"^\S+", "sft", name).replace(", step-exact", "").replace(", micro-batch", "")
 
     print("| setting | step CPU (s) | step wall (s) | tokens per CPU-s | time / SFT same head+split | "
-          "peak MiB above model | fused head |")
-    print("|---|---:|---:|---:|---:|---:|---|")
+          "peak MiB above model | peak / SFT same head+split | fused head |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, r in results.items():
         base = results.get(baseline(name))
         ratio = f"{r['step_s'] / base['step_s']:.3f}" if base else "-"
+        peak_ratio = f"{r['peak_mib'] / base['peak_mib']:.3f}" if base else "-"
         print(f"| {name} | {r['step_s']:.2f} | {r['wall_s']:.2f} | {r['tokens_per_step'] / r['step_s']:.0f} | "
-              f"{ratio} | "
-              f"{r['peak_mib']:.0f} | {r['fused']} |")
+              f"{ratio} | {r['peak_mib']:.0f} | {peak_ratio} | {r['fused']} |")
     print("\nStep CPU times (s): " + "; ".join(f"{n}: {', '.join(f'{t:.2f}' for t in r['step_times'])}"
                                          for n, r in results.items()))
 

@@ -41,3 +41,31 @@ def test_config_trains_the_embedded_model(tmp_path, name):
         assert (run_dir / "finetuned" / "model.safetensors").is_file()
     if name == "flow":
         assert json.loads((run_dir / "flow_weights.json").read_text())["tau"] > 0
+
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, adapter", [("eaft", "full"), ("eaft", "lora"), ("talr_seq", "full"),
+                                           ("talr_tau1", "full"), ("talr_disc", "full")])
+def test_a_few_steps_lower_the_methods_own_objective(tmp_path, name, adapter):
+    """Three steps on the same two short conversations: the logged loss (the method's own weighted objective on that
+    batch, before each step's update) goes down."""
+    from talr.data.formats import write_jsonl
+    from talr.trainer import train
+
+    data = write_jsonl([
+        {"messages": [{"role": "user", "content": "What is 12 + 30?"},
+                      {"role": "assistant", "content": "12 + 30 = 42. The answer is 42."}]},
+        {"messages": [{"role": "user", "content": "Name a primary colour."},
+                      {"role": "assistant", "content": "Blue is a primary colour."}]},
+    ], tmp_path / "train.jsonl")
+    config = load_config(CONFIGS / f"{name}.yaml", [
+        f"output_dir={tmp_path / name}", f"data.train={{path: {data}}}", "data.max_length=64",
+        "training.max_steps=3", "training.per_device_batch_size=2", "training.logging_steps=1",
+        "training.save_model=false", "training.warmup_ratio=0.0", "probes.enabled=false", "training.torch_threads=1",
+        f"training.learning_rate={1e-3 if adapter == 'lora' else 1e-4}", f"method.adapter={adapter}",
+    ])
+    run_dir = train(config)
+    losses = [row["loss"] for row in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+              if "loss" in row]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses

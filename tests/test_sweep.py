@@ -61,6 +61,18 @@ def test_grid_points_are_named_and_validated(tmp_path, tiny_model_dir):
     assert {p.config.method.loss for p in grid_points(sweep)} == {"sft", "talr"}
 
 
+def test_grid_accepts_eaft_and_the_talr_variants(tmp_path, tiny_model_dir):
+    grid = {"methods": ["eaft", "talr_seq", "talr_tau1", "talr_disc"], "learning_rates": [1e-3], "seeds": [0]}
+    configs = {p.method: p.config for p in grid_points(load_sweep_config(_sweep_file(tmp_path, tiny_model_dir,
+                                                                                      grid=grid)))}
+    assert configs["eaft"].method.loss == "eaft" and configs["eaft"].options_for("eaft").k == 20
+    assert {name: configs[name].method.loss for name in grid["methods"][1:]} == dict.fromkeys(grid["methods"][1:],
+                                                                                              "talr")
+    assert configs["talr_seq"].talr.tau_scope == "sequence" and configs["talr_tau1"].talr.tau == 1.0
+    disc = configs["talr_disc"].talr
+    assert (disc.normalization, disc.tau_scope, disc.tau) == ("none", "sequence", "median")
+
+
 def _results(root: Path) -> dict[str, dict]:
     """The evaluation results of every finished point (all tasks present)."""
     out = {}

@@ -103,6 +103,10 @@ class TalrConfig:
     # The paper floors the weights but does not publish the value; in mean-normalised units (uniform weights are 1).
     w_min: float = 0.01
     tau_min: float = 1e-3  # a dynamic tau never goes below this (a perfectly predicted batch would divide by 0)
+    # "simplex": softmax(-l / tau) over the batch's tokens, floored at w_min in mean units (a uniform weight is 1) and
+    # renormalised (talr.losses.talr_weights). "none": max(p ** (1 / tau), w_min), no normaliser, w_min absolute: the
+    # other public TALR implementation's (DiSC; talr.losses.unnormalized_talr_weights). docs/methods.md.
+    normalization: Literal["simplex", "none"] = "simplex"
     # "step": softmax normaliser and tau over the whole optimizer step (all accumulation micro-batches and processes;
     # a no-grad pre-pass when gradient_accumulation_steps > 1). "micro_batch": over each micro-batch (cheaper; the
     # update then depends on how the batch is split).

@@ -18,6 +18,10 @@ Two autograd functions, one per situation:
   weights, TALR's weights from a pre-pass) the gradients are computed inside the forward (Liger-style) and only
   scaled by the backward: 3 matmuls (2 for a frozen head).
 
+A weighting that needs more than each token's log-probability (EAFT: the entropy of the top-K next-token
+distribution) names row-wise functions of the logits (:mod:`talr.token_statistics`); :func:`fused_token_logprobs`
+evaluates them on each chunk's logits, without gradient, before the chunk is turned into its softmax.
+
 Both compute the logits in the autocast dtype when autocast is on (as ``lm_head`` would) and otherwise in the promoted
 dtype of the inputs, do the log-sum-exp and softmax in float32, and accumulate the projection's gradient in float32.
 """
@@ -25,6 +29,7 @@ dtype of the inputs, do the log-sum-exp and softmax in float32, and accumulate t
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from contextlib import nullcontext
 
 import torch
@@ -32,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from talr.losses import IGNORE_INDEX, check_finite, token_logprobs
+from talr.token_statistics import TokenStatistic, check_statistic, statistics_of_logits
 
 logger = logging.getLogger(__name__)
 
@@ -114,19 +120,26 @@ def _exps_to_grad_(exps: torch.Tensor, targets: torch.Tensor, coef: torch.Tensor
     return exps.mul_(-scale.unsqueeze(1)).scatter_add_(1, targets.unsqueeze(1), coef.unsqueeze(1))
 
 
-def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_exps: list | None = None):
-    """Token log-probabilities and log-sum-exps; with ``coef``, also the gradients of ``sum_i coef_i * logp_i``;
-    with ``keep_exps`` (a list, ``coef`` unset), each chunk's float32 ``(exps, sums)`` (see :func:`_exps_to_grad_`)
-    is appended to it: the softmax without its normalising pass, which the backward folds into its own."""
+def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_exps: list | None = None,
+                    statistics: Mapping[str, TokenStatistic] | None = None):
+    """Token log-probabilities, log-sum-exps and the requested per-token ``statistics`` (``[n, len(statistics)]``,
+    no gradient); with ``coef``, also the gradients of ``sum_i coef_i * logp_i``; with ``keep_exps`` (a list,
+    ``coef`` unset), each chunk's float32 ``(exps, sums)`` (see :func:`_exps_to_grad_`) is appended to it: the
+    softmax without its normalising pass, which the backward folds into its own."""
     n = hidden.shape[0]
+    statistics = statistics or {}
     logp = torch.empty(n, dtype=torch.float32, device=hidden.device)
     lse = torch.empty(n, dtype=torch.float32, device=hidden.device)
+    stats = torch.empty(n, len(statistics), dtype=torch.float32, device=hidden.device)
     with torch.autocast(hidden.device.type, enabled=False):
         for start in range(0, n, chunk_size):
             end = min(start + chunk_size, n)
             h, t = hidden[start:end], targets[start:end]
             logits = head.logits(h)
             target_logits = logits.gather(1, t.unsqueeze(1)).squeeze(1)
+            with torch.no_grad():  # before the in-place softmax below overwrites the logits
+                for column, (name, statistic) in enumerate(statistics.items()):
+                    stats[start:end, column] = check_statistic(name, statistic(logits), end - start)
             # log-sum-exp in place (no [chunk, vocab] temporaries); the exponentials are reused for the softmax
             row_max = logits.amax(dim=1, keepdim=True)
             exps = logits.sub_(row_max).exp_()
@@ -138,35 +151,37 @@ def _forward_chunks(head: _Head, hidden, targets, chunk_size, coef=None, keep_ex
             elif keep_exps is not None:
                 keep_exps.append((exps, sums))
             del logits, exps
-    return logp, lse
+    return logp, lse, stats
 
 
 class _TokenLogProbs(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, chunk_size, cache_bytes):
+    def forward(ctx, hidden, weight, bias, targets, chunk_size, cache_bytes, statistics):
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         # A frozen projection: dlogp_i/dh_i is all the backward needs, and the later dL/dlogp_i only scales it.
         ctx.precomputed = need_h and not need_w and not need_b
         if ctx.precomputed:
             head = _Head(hidden, weight, bias, need_h=True)
             ones = torch.ones(hidden.shape[0], dtype=torch.float32, device=hidden.device)
-            logp, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=ones)
+            logp, _, stats = _forward_chunks(head, hidden, targets, chunk_size, coef=ones, statistics=statistics)
             ctx.save_for_backward(head.grad_h)
         else:
             cache = [] if hidden.shape[0] * weight.shape[0] * 4 <= cache_bytes else None
             head = _Head(hidden, weight, bias)
-            logp, lse = _forward_chunks(head, hidden, targets, chunk_size, keep_exps=cache)
+            logp, lse, stats = _forward_chunks(head, hidden, targets, chunk_size, keep_exps=cache,
+                                               statistics=statistics)
             ctx.save_for_backward(hidden, weight, bias, targets, lse)
             # Autocast is off during backward: the forward's compute dtype is kept so that recomputed logits match
             # the saved log-sum-exps and the gradient matmuls run in the dtype lm_head's own backward would use.
             ctx.chunk_size, ctx.exps, ctx.compute_dtype = chunk_size, cache, head.dtype
-        return logp
+        ctx.mark_non_differentiable(stats)
+        return logp, stats
 
     @staticmethod
-    def backward(ctx, grad_logp):
+    def backward(ctx, grad_logp, _grad_stats):
         if ctx.precomputed:
             (dlogp_dh,) = ctx.saved_tensors
-            return (grad_logp.float().unsqueeze(1) * dlogp_dh).to(dlogp_dh.dtype), None, None, None, None, None
+            return (grad_logp.float().unsqueeze(1) * dlogp_dh).to(dlogp_dh.dtype), None, None, None, None, None, None
         hidden, weight, bias, targets, lse = ctx.saved_tensors
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
         head = _Head(hidden, weight, bias, need_h, need_w, need_b, dtype=ctx.compute_dtype)
@@ -183,7 +198,7 @@ class _TokenLogProbs(torch.autograd.Function):
                     grad_logits = _exps_to_grad_(exps, t, c, sums)
                 head.add_grad(start, h, grad_logits)
                 del grad_logits
-        return head.grad_h, *head.param_grads(weight, bias), None, None, None
+        return head.grad_h, *head.param_grads(weight, bias), None, None, None, None
 
 
 class _WeightedNLL(torch.autograd.Function):
@@ -192,7 +207,7 @@ class _WeightedNLL(torch.autograd.Function):
         head = _Head(hidden, weight, bias, *ctx.needs_input_grad[:3])
         # loss = -sum_i coef_i * logp_i: its gradient wrt the logits is -coef * (onehot - softmax)
         neg_coef = -coef.float()
-        logp, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=neg_coef if head.needs_grad else None)
+        logp, _, _ = _forward_chunks(head, hidden, targets, chunk_size, coef=neg_coef if head.needs_grad else None)
         # Kept as attributes, not saved tensors, so the backward can scale them in place: a [vocab, hidden] copy
         # of the projection gradient would double the head's largest buffer.
         ctx.head, ctx.param_dtypes = head, (weight.dtype, None if bias is None else bias.dtype)
@@ -243,22 +258,29 @@ def _tracks_grad(*tensors) -> bool:
 def fused_token_logprobs(
     hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor | None = None,
     ignore_index: int = IGNORE_INDEX, chunk_size: int | None = None, cache_bytes: int = DEFAULT_CACHE_BYTES,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    statistics: Mapping[str, TokenStatistic] | None = None,
+):
     """Drop-in for :func:`talr.losses.token_logprobs` that takes the head's input instead of its output.
 
     ``hidden`` is ``[batch, seq, hidden]`` (the final hidden states a causal LM feeds its ``lm_head``), ``weight``
     ``[vocab, hidden]`` and ``bias`` ``[vocab]`` the projection, ``labels`` ``[batch, seq]``. Returns
     ``(logp, mask)``, both ``[batch, seq - 1]``, ``logp`` float32 and differentiable wrt ``hidden``, ``weight`` and
     ``bias``: any weighting may be applied to it afterwards. ``cache_bytes``: see ``DEFAULT_CACHE_BYTES``.
+    With ``statistics`` (name -> row-wise function of float32 logits, :mod:`talr.token_statistics`) it returns
+    ``(logp, mask, stats)``, ``stats`` a dict of ``[batch, seq - 1]`` float32 tensors without gradient, each
+    computed chunk by chunk on the supervised positions (0 elsewhere).
     """
     h, targets, mask, index = _supervised(hidden, labels, ignore_index)
     chunk = chunk_size or default_chunk_size(weight.shape[0], tokens=h.shape[0], device=h.device)
     if _tracks_grad(h, weight, bias):
-        logp_sel = _TokenLogProbs.apply(h, weight, bias, targets, chunk, cache_bytes)
+        logp_sel, stats = _TokenLogProbs.apply(h, weight, bias, targets, chunk, cache_bytes, statistics)
     else:
-        logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
+        logp_sel, _, stats = _forward_chunks(_Head(h, weight, bias), h, targets, chunk, statistics=statistics)
     check_finite(logp_sel, torch.ones_like(logp_sel, dtype=torch.bool))
-    return _scatter(logp_sel, mask, index), mask
+    logp = _scatter(logp_sel, mask, index)
+    if statistics is None:
+        return logp, mask
+    return logp, mask, {name: _scatter(stats[:, k], mask, index) for k, name in enumerate(statistics)}
 
 
 def fused_weighted_nll(
@@ -277,7 +299,7 @@ def fused_weighted_nll(
     if _tracks_grad(h, weight, bias):
         loss, logp_sel = _WeightedNLL.apply(h, weight, bias, targets, coef, chunk)
     else:
-        logp_sel, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
+        logp_sel, _, _ = _forward_chunks(_Head(h, weight, bias), h, targets, chunk)
         loss = -(coef.float() * logp_sel).sum()
     check_finite(logp_sel, torch.ones_like(logp_sel, dtype=torch.bool))
     return loss, _scatter(logp_sel, mask, index), mask
@@ -373,11 +395,18 @@ class CausalLMHead:
         with autocast:
             return fn(hidden, weight, *args, bias=bias, chunk_size=self.chunk_size, **kwargs)
 
-    def logprobs(self, model: nn.Module, inputs: dict, labels: torch.Tensor):
-        """``(logp, mask)`` as :func:`talr.losses.token_logprobs` returns them, differentiable."""
+    def logprobs(self, model: nn.Module, inputs: dict, labels: torch.Tensor,
+                 statistics: Mapping[str, TokenStatistic] | None = None):
+        """``(logp, mask)`` as :func:`talr.losses.token_logprobs` returns them, differentiable; with
+        ``statistics``, ``(logp, mask, stats)`` as :func:`fused_token_logprobs` returns them, from either head."""
         if not self.fused:
-            return token_logprobs(model(**inputs).logits, labels)
-        return self._run(model, inputs, fused_token_logprobs, labels, cache_bytes=self.cache_bytes)
+            logits = model(**inputs).logits
+            logp, mask = token_logprobs(logits, labels)
+            if statistics is None:
+                return logp, mask
+            return logp, mask, statistics_of_logits(logits, labels, statistics)
+        return self._run(model, inputs, fused_token_logprobs, labels, cache_bytes=self.cache_bytes,
+                         statistics=statistics)
 
     def weighted_nll(self, model: nn.Module, inputs: dict, labels: torch.Tensor, token_weights: torch.Tensor):
         """``(sum_i w_i * l_i, logp, mask)`` for weights known before the forward; ``logp`` detached."""

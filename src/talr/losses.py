@@ -26,6 +26,9 @@ place they are written):
   in mean-normalised units (a uniform weighting has every weight 1), applied before renormalising.
 * The normalisation set is the supervised tokens of the batch the function is given (the trainer passes the whole
   optimizer step, talr.step_normalizer).
+* ``normalization="simplex"``: the weights are the simplex minimiser above (:func:`talr_weights`); ``"none"`` is the
+  other public implementation's choice (DiSC): ``max(p ** (1 / tau), w_min)`` unnormalised
+  (:func:`unnormalized_talr_weights`; docs/methods.md).
 
 ``sft_loss``, ``talr_loss`` and ``dft_loss`` are reference implementations (one loss from ``logp`` and ``mask``) for
 tests and benchmarks; training goes through the registered weightings (talr.methods) and :func:`weighted_nll`.
@@ -153,6 +156,30 @@ def talr_weights(logp: torch.Tensor, mask: torch.Tensor, settings: TalrConfig = 
         weights = torch.where(mask, weights.clamp_min(w_min / count), 0.0)
         weights = weights / weights.sum()
     return weights.to(logp.dtype)
+
+
+def unnormalized_talr_weights(logp: torch.Tensor, mask: torch.Tensor,
+                              settings: TalrConfig = DEFAULT_TALR) -> torch.Tensor:
+    """TALR's weights as the other public implementation computes them (``talr.normalization: none``; DiSC,
+    ``talr_loss`` in shankarp8/distillation-retains-capabilities ``src/disc/objectives.py``, whose tau is
+    ``tau_scope: sequence``): ``max(p ** (1 / tau), w_min)`` with no normaliser, so a weight is in (0, 1] and the
+    mean weight below 1; ``w_min`` is an absolute floor. Detached, shaped like ``logp``, 0 where ``mask`` is false.
+    With ``tau = 1`` and ``w_min = 0`` these are DFT's weights."""
+    if settings.w_min < 0:
+        raise ValueError(f"w_min must be >= 0, got {settings.w_min}")
+    temperature = talr_tau(logp, mask, settings)
+    weights = (logp.detach().float() / temperature).exp().clamp_min(settings.w_min)
+    return torch.where(mask, weights, 0.0).to(logp.dtype)
+
+
+def eaft_weights(normalized_entropy: torch.Tensor, mask: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """EAFT (Diao et al. 2026, arXiv 2601.02151): each token weighted by ``(H_topK / ln K) ** alpha``, the normalised
+    entropy of the model's renormalised top-K next-token distribution
+    (:func:`talr.token_statistics.topk_normalized_entropy`), detached; 0 where ``mask`` is false. ``alpha = 0``
+    gives SFT's weights."""
+    if alpha < 0:
+        raise ValueError(f"alpha must be >= 0, got {alpha}")
+    return torch.where(mask, normalized_entropy.detach().float().pow(alpha), 0.0)
 
 
 def weighted_nll(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

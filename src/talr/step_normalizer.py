@@ -66,14 +66,19 @@ def gather_step(logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], ac
 
 
 def step_token_weights(weighting, logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
-                       across_processes: bool = True) -> list[torch.Tensor]:
+                       across_processes: bool = True,
+                       statistics: Sequence[dict[str, torch.Tensor]] | None = None) -> list[torch.Tensor]:
     """The weights of each of this process's micro-batches, computed by ``weighting`` over the whole step.
 
-    ``weighting`` is a :class:`talr.methods.base.TokenWeighting`; it sees the step's tokens as one batch (with no
-    side inputs). Each returned tensor is shaped like the corresponding ``logps[k]``.
+    ``weighting`` is a :class:`talr.methods.base.TokenWeighting`; it sees the step's tokens as one batch, with the
+    micro-batches' per-token ``statistics`` (dicts of tensors shaped like their ``logps[k]``, the weighting's
+    ``token_statistics``) gathered the same way as its side inputs. Each returned tensor is shaped like the
+    corresponding ``logps[k]``.
     """
     logp, mask, first_row = gather_step(logps, masks, across_processes)
-    weights = weighting.weights(logp, mask, {}).detach()
+    side = {name: gather_step([stats[name] for stats in statistics], masks, across_processes)[0]
+            for name in (statistics[0] if statistics else {})}
+    weights = weighting.weights(logp, mask, side).detach()
     out, row = [], first_row
     for local in logps:
         out.append(weights[row : row + local.shape[0], : local.shape[1]].to(local.dtype))

@@ -37,6 +37,7 @@ from talr.models import check_model_spec, load_model
 from talr.precision import autocast_name, log_startup, precision_record, resolve_autocast
 from talr.run_dir import RunDir
 from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights
+from talr.token_statistics import statistics_of_logits
 
 logger = logging.getLogger(__name__)
 
@@ -86,17 +87,24 @@ class TalrTrainer(Trainer):
         """No-grad pre-pass over the step's micro-batches: each backward then uses weights over the whole step."""
         model = self.model_wrapped
         model.train()
-        logps, masks = [], []
+        logps, masks, statistics = [], [], []
         for batch in batch_samples:
             inputs = self._prepare_inputs(dict(batch))
             labels = inputs.pop("labels")
             for name in self.side_fields:
                 inputs.pop(name, None)
-            logp, mask = self.head.logprobs(model, inputs, labels)
+            logp, mask, stats = self._logprobs(model, inputs, labels)
             logps.append(logp)
             masks.append(mask)
-        for batch, weights in zip(batch_samples, step_token_weights(self.token_weighting, logps, masks)):
+            statistics.append(stats)
+        for batch, weights in zip(batch_samples, step_token_weights(self.token_weighting, logps, masks,
+                                                                    statistics=statistics)):
             batch[STEP_WEIGHTS_KEY] = weights
+
+    def _logprobs(self, model, inputs, labels):
+        """``(logp, mask, statistics)``: the head's log-probabilities and the per-token statistics the weighting asks
+        for (``token_statistics``; an empty dict for most weightings), both heads alike."""
+        return self.head.logprobs(model, inputs, labels, statistics=self.token_weighting.token_statistics)
 
     def _weighted_nll(self, model, inputs, labels, side):
         """``(sum_i w_i * l_i, logp, mask, weights)`` through the cheapest exact path for this weighting."""
@@ -107,11 +115,11 @@ class TalrTrainer(Trainer):
         if weights is not None:  # known before the forward: one-pass head
             nll, logp, mask = self.head.weighted_nll(model, inputs, labels, weights.detach())
             return nll, logp, mask, weights.detach()
-        logp, mask = self.head.logprobs(model, inputs, labels)
+        logp, mask, stats = self._logprobs(model, inputs, labels)
         if model.training and self._weights_over_step():
-            (weights,) = step_token_weights(self.token_weighting, [logp], [mask])
+            (weights,) = step_token_weights(self.token_weighting, [logp], [mask], statistics=[stats])
         else:
-            weights = self.token_weighting.weights(logp, mask, side).detach()
+            weights = self.token_weighting.weights(logp, mask, {**side, **stats}).detach()
         return losses.weighted_nll(logp, weights), logp, mask, weights
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -125,6 +133,7 @@ class TalrTrainer(Trainer):
             inputs.pop(STEP_WEIGHTS_KEY, None)
             outputs = model(**inputs)
             logp, mask = losses.token_logprobs(outputs.logits, labels)
+            side.update(statistics_of_logits(outputs.logits, labels, self.token_weighting.token_statistics))
             weights = self.token_weighting.weights(logp, mask, side).detach()
             nll = losses.weighted_nll(logp, weights)
         else:

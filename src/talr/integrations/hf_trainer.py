@@ -21,6 +21,7 @@ from talr import losses
 from talr.config import Config
 from talr.integrations import weighting_config
 from talr.methods.base import build_weighting
+from talr.token_statistics import statistics_of_logits
 
 
 class TokenWeightedLoss:
@@ -32,7 +33,8 @@ class TokenWeightedLoss:
 
     def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         logp, mask = losses.token_logprobs(outputs.logits, labels)
-        weights = self.weighting.weights(logp, mask, {}).detach()
+        side = statistics_of_logits(outputs.logits, labels, self.weighting.token_statistics)  # EAFT's entropy
+        weights = self.weighting.weights(logp, mask, side).detach()
         denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
         # Trainer multiplies by the number of processes itself (average_tokens_across_devices)
         return losses.weighted_nll(logp, weights) / denominator

@@ -65,9 +65,10 @@ class _TrlFusedHead:
     """Log-probabilities through TRL's fused head, for TalrTrainer's step pre-pass (same kernel as the loss)."""
 
     @staticmethod
-    def logprobs(model, inputs: dict, labels: torch.Tensor):
+    def logprobs(model, inputs: dict, labels: torch.Tensor, statistics=None):
+        # TalrSFTTrainer refuses weightings that need statistics of the logits, which this head never sees
         outputs = model(**inputs, labels=labels, use_cache=False, fused_lm_head=True)
-        return outputs.log_probs, outputs.label_mask
+        return outputs.log_probs, outputs.label_mask, {}
 
 
 class TalrSFTTrainer(TalrTrainer, SFTTrainer):
@@ -91,6 +92,13 @@ class TalrSFTTrainer(TalrTrainer, SFTTrainer):
         _patched_model(self).register_forward_hook(self._keep_fused_outputs, with_kwargs=True)
 
     def _reject_unsupported(self) -> None:
+        needs = self.token_weighting.token_statistics
+        if needs:
+            raise ValueError(
+                f"TalrSFTTrainer: talr: the loss {self.run_config.method.loss!r} weighs tokens by statistics of the "
+                f"logits ({', '.join(needs)}), which TRL's fused head does not return (only log-probabilities); "
+                "use TalrTrainer (talr's fused head computes them) or talr.integrations.hf_trainer"
+            )
         args = self.args
         reasons = {
             "loss_type": args.loss_type != "nll" and f"loss_type={args.loss_type!r} (the talr weighting replaces it; "

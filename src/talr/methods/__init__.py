@@ -1,5 +1,6 @@
 """talr's methods: the registries (:mod:`talr.methods.registry`, no torch) and one module per loss weighting
-(:mod:`talr.methods.sft`, :mod:`~talr.methods.talr`, :mod:`~talr.methods.dft`, :mod:`~talr.methods.flow`), each a
+(:mod:`talr.methods.sft`, :mod:`~talr.methods.talr`, :mod:`~talr.methods.dft`, :mod:`~talr.methods.flow`,
+:mod:`~talr.methods.eaft`), each a
 :class:`talr.methods.base.TokenWeighting`. Regularisers, adapters and averagings live in talr.regularizers,
 talr.adapters and talr.averaging and are registered here too."""
 

@@ -10,10 +10,14 @@ talr.step_normalizer); it never branches on a method's name.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, Literal
 
 import torch
+
+from talr.token_statistics import TokenStatistic
 
 Scope = Literal["labels", "token", "batch"]
 
@@ -43,11 +47,16 @@ class TokenWeighting:
       :meth:`prepare` (only ``talr train`` prepares them; the integrations offer the weightings that need none).
     * ``Options`` — the dataclass of the method's own settings, read from the config's top-level key of the same
       name (``config.options_for(name)``), or ``None``.
+    * ``token_statistics`` — per-token statistics of the model's next-token distribution the weights read besides
+      the log-probabilities (name -> row-wise function of the logits, :mod:`talr.token_statistics`): the loss head
+      computes them on every supervised position (chunk by chunk in the fused head) and passes them in ``side``
+      under their names.
     """
 
     scope: ClassVar[Scope] = "batch"
     side_inputs: ClassVar[tuple[str, ...]] = ()
     Options: ClassVar[type | None] = None
+    token_statistics: Mapping[str, TokenStatistic] = MappingProxyType({})
 
     def __init__(self, config):
         self.config = config

@@ -61,6 +61,7 @@ LOSS_WEIGHTINGS = Registry("method.loss", {
     "talr": "talr.methods.talr:TalrWeighting",
     "dft": "talr.methods.dft:DftWeighting",
     "flow": "talr.methods.flow:FlowWeighting",
+    "eaft": "talr.methods.eaft:EaftWeighting",
 })
 
 REGULARIZERS = Registry("method.regularizer", {
@@ -100,6 +101,13 @@ PRESETS: dict[str, dict[str, dict]] = {
     "lora": _preset({"method": {"adapter": "lora"}}),
     "wise_ft": _preset({"method": {"averaging": "wise_ft"}}),
     "flow": _preset({"method": {"loss": "flow"}}),
+    "eaft": _preset({"method": {"loss": "eaft"}}),
+    # TALR's open choices (docs/methods.md): tau over sequences, a fixed tau of 1, and the other public TALR
+    # implementation's (DiSC's) unnormalised weights with its per-sequence tau
+    "talr_seq": _preset({"method": {"loss": "talr"}, "talr": {"tau_scope": "sequence"}}),
+    "talr_tau1": _preset({"method": {"loss": "talr"}, "talr": {"tau": 1.0}}),
+    "talr_disc": _preset({"method": {"loss": "talr"},
+                          "talr": {"normalization": "none", "tau_scope": "sequence", "w_min": 0.01}}),
 }
 
 

@@ -16,7 +16,11 @@ class TalrWeighting(TokenWeighting):
     def __init__(self, config):
         super().__init__(config)
         self.talr = config.talr
+        if self.talr.normalization == "none" and self.talr.tau != "median":
+            self.scope = "token"  # no normaliser and a fixed tau: each weight is its own token's
 
     def weights(self, logp: torch.Tensor, mask: torch.Tensor, side: dict) -> torch.Tensor:
+        if self.talr.normalization == "none":
+            return losses.unnormalized_talr_weights(logp, mask, self.talr)
         # simplex weights rescaled to mean 1 over the batch's supervised tokens
         return losses.talr_weights(logp, mask, self.talr) * mask.sum()
