@@ -205,9 +205,9 @@ def evaluate(
     are slow on a CPU); a capped run is not comparable to published numbers, and results.json records the cap.
     ``dtype_requested`` (e.g. ``auto``) is recorded beside the model's actual dtype and the hardware facts.
     """
-    planned = expand_tasks(tasks)  # unknown names fail before any work
+    planned = expand_tasks(tasks, limit)  # unknown names fail before any work
     task_objs = [get_task(name) for name, _ in planned]
-    task_limits = {name: n if limit is None else (limit if n is None else min(n, limit)) for name, n in planned}
+    task_limits = dict(planned)
     if max_new_tokens is not None:
         # a budget cap for slow hardware: results.json's generation_kwargs record the value actually used
         for task in task_objs:
