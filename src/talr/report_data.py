@@ -387,10 +387,6 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
 
 
 def _collapsed_label(distribution: dict):
-    """The label >= COLLAPSE_THRESHOLD of the predictions share, NO_LABEL when that is "nothing extracted" (a None
-    prediction, "None"/"null" as a JSON key), else None."""
-    counts = list(distribution.values())
-    if not counts or max(counts) < stats.COLLAPSE_THRESHOLD * sum(counts):
-        return None
-    label = max(distribution, key=distribution.get)
-    return NO_LABEL if label in (None, "None", "null") else label
+    """:func:`talr.stats.collapsed_label`, with a collapse onto "nothing extracted" shown as NO_LABEL."""
+    label = stats.collapsed_label(distribution)
+    return NO_LABEL if label == stats.NO_LABEL else label
