@@ -5,9 +5,10 @@ whole panel at its own Ns.
     talr eval --model smollm2-135m-instruct --dtype float32 --tasks general_panel --out eval_results/panel_base
     python benchmarks/general_panel.py --results eval_results/panel_base/results.json
 
-"Forward tokens" counts what the model runs: the positions of every distinct (input row, scored length) of the
-log-likelihood tasks (rows shared by one-token answers to one context are counted once, as computed) and the prompt +
-response of each ``general_text`` text (its base side, computed once per base and cached, is not counted).
+"Forward tokens" counts what the model runs: for the log-likelihood tasks each distinct context of an item once plus
+every choice token but the first (the context's KV cache is shared by its choices, as ``generation.loglikelihood``
+computes), and the prompt + response of each ``general_text`` text (its base side, computed once per base and
+cached, is not counted).
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ def forward_tokens(task_name: str, limit: int | None, tokenizer) -> tuple[int, i
     total = 0
     for doc in docs:
         request = task.request(doc)
-        if isinstance(request, Choices):
-            rows = {(tuple(ids[:-1]), n) for ids, n in (encode_pair(tokenizer, c, x) for c, x in request.pairs)}
-            total += sum(len(row) for row, _ in rows)
+        if isinstance(request, Choices):  # each distinct context once, then every choice token but the first
+            encoded = [encode_pair(tokenizer, c, x) for c, x in request.pairs]
+            total += sum(len(p) for p in {tuple(ids[: len(ids) - n]) for ids, n in encoded})
+            total += sum(n - 1 for _, n in encoded)
         else:
             ids, _ = response_token_ids(tokenizer, request.messages, request.response)
             total += len(ids) - 1

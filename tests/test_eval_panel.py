@@ -103,7 +103,10 @@ def test_evaluate_drift_against_a_cached_base(models, tmp_path, monkeypatch):
     itself = evaluate(tuned, tok, ["toy_drift"], out_dir=tmp_path / "c", model_name=str(folders["tuned"]),
                       progress=False)
     assert itself["configs"]["toy_drift"]["base_model"] == "self"
-    assert abs(itself["results"]["toy_drift"]["kl_base,none"]) < 1e-6
+    assert itself["results"]["toy_drift"]["kl_base,none"] == 0.0  # its own base: no base pass, KL 0 by definition
+    assert itself["results"]["toy_drift"]["bits_per_byte,none"] == pytest.approx(
+        again["results"]["toy_drift"]["bits_per_byte,none"], rel=1e-6)
+    assert len(list((tmp_path / "cache" / "drift").glob("*.pt"))) == 1  # nothing cached for a model on its own
 
 
 def test_loglikelihood_runs_a_shared_context_once(models):
