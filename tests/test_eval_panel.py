@@ -7,7 +7,7 @@ import torch
 
 from talr.evaluation import drift, registry
 from talr.evaluation.evaluator import evaluate, samples_path
-from talr.evaluation.generation import encode_pair, loglikelihood, response_loglikelihood, response_token_ids
+from talr.evaluation.generation import loglikelihood, response_loglikelihood, response_token_ids
 from talr.evaluation.task import ChatChoices, Scored, Task
 from talr.evaluation.tasks.general_text import GeneralTextDrift
 from talr.models import load_model
@@ -109,24 +109,18 @@ def test_evaluate_drift_against_a_cached_base(models, tmp_path, monkeypatch):
     assert len(list((tmp_path / "cache" / "drift").glob("*.pt"))) == 1  # nothing cached for a model on its own
 
 
-def test_loglikelihood_runs_a_shared_context_once(models):
+def test_loglikelihood_shares_one_forward_between_answers_to_one_context(models):
     tok, base, _, _ = models
     context = "Question: is it?\nAnswer:"
-    requests = [(context, " y"), (context, " no way"), ("Other question?", " y")]
-    rows = []
-    hook = base.register_forward_pre_hook(
-        lambda module, args, kwargs: rows.append(int(kwargs["attention_mask"][:, -kwargs["input_ids"].shape[1]:]
-                                                     .sum())), with_kwargs=True)
+    calls = []
+    hook = base.register_forward_hook(lambda module, args, kwargs_out: calls.append(1))
     try:
-        shared = loglikelihood(base, tok, requests, batch_size=4)
+        shared = loglikelihood(base, tok, [(context, " y"), (context, " n")], batch_size=4)
     finally:
         hook.remove()
-    encoded = [encode_pair(tok, c, x) for c, x in requests]
-    # each distinct context once, then every continuation token but the first (scored from the context's last logits)
-    contexts = {tuple(ids[: len(ids) - n]) for ids, n in encoded}
-    assert sum(rows) == sum(len(c) for c in contexts) + sum(n - 1 for _, n in encoded)
-    alone = [loglikelihood(base, tok, [request])[0] for request in requests]
-    assert shared == pytest.approx(alone, abs=1e-4)  # float32 rounding of other batch shapes
+    assert len(calls) == 1
+    alone = [loglikelihood(base, tok, [(context, answer)])[0] for answer in (" y", " n")]
+    assert shared == pytest.approx(alone, abs=1e-5)
 
 
 class ToyLabels(Task):

@@ -222,7 +222,7 @@ def _span_logprobs(
         targets.append(ids[len(ids) - n :])
         fits.append(limit is None or n <= limit)
     # Sequences with the same input row and span length share one forward pass: the logits at the scored positions
-    # depend on the inputs only.
+    # depend on the inputs only (e.g. BoolQ's " no"/" yes" or MMLU's letters, one-token answers to one context).
     rows: dict[tuple[tuple[int, ...], int], list[int]] = {}
     for i in range(len(sequences)):
         if fits[i]:
@@ -273,13 +273,9 @@ def loglikelihood(
     model, tokenizer, requests: Sequence[tuple[str, str]], *, batch_size: int = 16, progress: bool = False
 ) -> list[float | None]:
     """log P(continuation | context) summed over the continuation's tokens, for each ``(context, continuation)``
-    (None for a continuation longer than the model's context window).
-
-    Choices of one question share their context: it runs once (:func:`_prefix_grouped_logprobs`), which cuts ARC's
-    forward tokens by 2.6x (docs/evaluation.md, the general panel's cost).
-    """
+    (None for a continuation longer than the model's context window)."""
     sequences = [encode_pair(tokenizer, c, x) for c, x in requests]
-    return _prefix_grouped_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "loglikelihood")
+    return _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "loglikelihood")
 
 
 def response_token_ids(tokenizer, messages: Sequence[dict], response: str) -> tuple[list[int], int]:
@@ -354,36 +350,6 @@ def _shared_prefix_logprobs(model, groups: Sequence[tuple[list[int], list[list[i
     return out
 
 
-def _prefix_grouped_logprobs(model, sequences: Sequence[tuple[list[int], int]], pad_id: int, batch_size: int,
-                             progress: bool, desc: str) -> list[float | None]:
-    """Like :func:`_span_logprobs` (the summed log-probability of the last ``n`` tokens of each ``(ids, n)``, None
-    where the ``n`` tokens alone exceed the model's positions, a longer context cut from the left as lm-eval does),
-    but sequences with the same tokens before their scored span run that prefix once
-    (:func:`_shared_prefix_logprobs`): the choices of one question, the candidate answers to one prompt."""
-    limit = _max_length(model)
-    groups: dict[tuple[int, ...], list[tuple[int, list[int]]]] = {}
-    for i, (ids, n) in enumerate(sequences):
-        if n < 1 or n > len(ids) - 1:
-            raise ValueError(f"cannot score {n} tokens of a {len(ids)}-token sequence")
-        if limit is not None and n > limit:
-            continue
-        if limit is not None and len(ids) - 1 > limit:
-            ids = ids[-(limit + 1) :]
-        groups.setdefault(tuple(ids[: len(ids) - n]), []).append((i, ids[len(ids) - n :]))
-    results: list[float | None] = [None] * len(sequences)
-    bar = tqdm(total=len(sequences), unit="item", desc=desc, disable=not progress)
-    prefixes = list(groups)
-    values = _shared_prefix_logprobs(
-        model, [(list(p), [span for _, span in groups[p]]) for p in prefixes], pad_id, batch_size
-    )
-    for prefix, group_values in zip(prefixes, values):
-        for (i, _), value in zip(groups[prefix], group_values):
-            results[i] = value
-    bar.update(len(sequences))
-    bar.close()
-    return results
-
-
 def response_loglikelihood(
     model, tokenizer, examples: Sequence[dict], *, batch_size: int = 8, progress: bool = False
 ) -> list[float | None]:
@@ -393,8 +359,24 @@ def response_loglikelihood(
     Responses to the same prompt (candidate answers) share one pass over the prompt.
     """
     sequences = [response_token_ids(tokenizer, ex["messages"], ex["response"]) for ex in examples]
-    return _prefix_grouped_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress,
-                                    "response log-likelihood")
+    limit = _max_length(model)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    results: list[float | None] = [None] * len(sequences)
+    for i, (ids, n) in enumerate(sequences):
+        if limit is None or len(ids) - 1 <= limit:
+            groups.setdefault(tuple(ids[: len(ids) - n]), []).append(i)
+    prefixes = list(groups)
+    bar = tqdm(total=len(sequences), unit="item", desc="response log-likelihood", disable=not progress)
+    values = _shared_prefix_logprobs(
+        model, [(list(p), [sequences[i][0][len(p):] for i in groups[p]]) for p in prefixes], _pad_id(tokenizer),
+        batch_size,
+    )
+    for prefix, group_values in zip(prefixes, values):
+        for i, value in zip(groups[prefix], group_values):
+            results[i] = value
+    bar.update(len(sequences))
+    bar.close()
+    return results
 
 
 def response_bits(
