@@ -221,13 +221,13 @@ def load_sweep(root: str | Path) -> Sweep:
         raise FileNotFoundError(f"{root} holds neither runs/ nor {RECORD_RESULTS}: nothing to report")
     budgets = info["budgets"]
     cap = config.get("eval", {}).get("max_new_tokens")
-    from talr.evaluation.registry import get_task
+    from talr.evaluation.registry import expand_tasks, get_task
 
-    for task in [*config["eval"]["domain"], *config["eval"]["general"]]:
+    domain, general = ([task for task, _ in expand_tasks(config["eval"][side])] for side in ("domain", "general"))
+    for task in [*domain, *general]:  # panels stand for their tasks
         if task not in budgets and get_task(task).kind == "generate":  # a record without the task configs
             budgets[task] = min(get_task(task).max_new_tokens, cap) if cap else get_task(task).max_new_tokens
-    return Sweep(root, config, list(config["eval"]["domain"]), list(config["eval"]["general"]), info["higher"],
-                 info["names"], budgets, base, points, layout)
+    return Sweep(root, config, domain, general, info["higher"], info["names"], budgets, base, points, layout)
 
 
 # ---------------------------------------------------------------------------------------------------------------
