@@ -4,6 +4,7 @@ import random
 
 import pytest
 
+from talr import stats
 from talr.data import esci
 from talr.evaluation import baselines as b
 from talr.evaluation.metrics import bootstrap_stderr
@@ -14,26 +15,20 @@ from talr.evaluation.tasks.multiple_choice import ARCEasy, BoolQ
 SWEEP_TARGETS = ["I"] * 10 + ["E"] * 7 + ["S"] * 6 + ["C"]
 
 
-def test_chance_is_the_mean_of_one_over_the_number_of_choices():
-    assert b.chance_rate([4, 4, 2]) == pytest.approx((0.25 + 0.25 + 0.5) / 3)
-    with pytest.raises(ValueError):
-        b.chance_rate([])
-
-
-def test_majority_rate_and_label_with_ties_to_the_first_listed_label():
-    assert b.majority(SWEEP_TARGETS, esci.LABELS) == ("I", pytest.approx(10 / 24))
-    assert b.majority(["S", "E", "S", "E"], esci.LABELS) == ("E", 0.5)  # E is listed before S
-    with pytest.raises(ValueError, match="not among the labels"):
-        b.majority(["X"], esci.LABELS)
-
-
 def test_constant_irrelevant_answer_on_the_sweep_items_gives_the_issue_numbers():
     # F1(I) = 2*10 / (2*10 + 14 + 0) = 20/34, the other three 0: macro-F1 = 20/34/4 = 0.147; accuracy 41.7 %
-    predictions = ["I"] * 24
-    assert b.macro_f1(SWEEP_TARGETS, predictions, esci.LABELS) == pytest.approx(20 / 34 / 4)
-    assert round(b.macro_f1(SWEEP_TARGETS, predictions, esci.LABELS), 3) == 0.147
-    assert b.label_distribution(predictions, esci.LABELS) == {"E": 0, "S": 0, "C": 0, "I": 24}
-    assert b.collapsed_label(b.label_distribution(predictions, esci.LABELS)) == "I"
+    records = [{"target": t, "extracted": "I", "scores": {"acc,none": float(t == "I")}} for t in SWEEP_TARGETS]
+    agg = ESCI().aggregate(records)
+    assert agg["acc,none"] == agg[b.MAJORITY] == pytest.approx(10 / 24) and agg[b.MAJORITY_LABEL] == "I"
+    assert agg[b.MACRO_F1] == pytest.approx(20 / 34 / 4) and round(agg[b.MACRO_F1], 3) == 0.147
+    assert agg[b.PRED_DISTRIBUTION] == {"E": 0, "S": 0, "C": 0, "I": 24}
+    assert any("collapsed onto 'I'" in line for line in b.baseline_warnings("esci", agg))
+
+
+def test_majority_ties_go_to_the_first_listed_label_in_results():
+    records = [{"target": t, "extracted": "E", "scores": {"acc,none": float(t == "E")}} for t in ["S", "E", "S", "E"]]
+    agg = ESCI().aggregate(records)
+    assert agg[b.MAJORITY_LABEL] == "E" and agg[b.MAJORITY] == 0.5  # E is listed before S in esci.LABELS
 
 
 def test_macro_f1_equals_the_independent_per_label_implementation_on_all_small_cases():
@@ -41,7 +36,7 @@ def test_macro_f1_equals_the_independent_per_label_implementation_on_all_small_c
     for targets in itertools.product(labels, repeat=3):
         for predictions in itertools.product((*labels, None), repeat=3):
             expected = esci.macro_f1(list(targets), list(predictions), labels)[0]
-            assert b.macro_f1(list(targets), list(predictions), labels) == pytest.approx(expected)
+            assert stats.macro_f1(list(targets), list(predictions), labels) == pytest.approx(expected)
 
 
 def test_macro_f1_stderr_agrees_with_the_plain_bootstrap():
@@ -55,14 +50,6 @@ def test_macro_f1_stderr_agrees_with_the_plain_bootstrap():
     assert b.macro_f1_stderr(["E"], ["E"], esci.LABELS) is None
 
 
-def test_distribution_counts_unparsed_outputs_and_collapse_needs_ninety_percent():
-    dist = b.label_distribution(["E", None, "I", "I"], esci.LABELS)
-    assert dist == {"E": 1, "S": 0, "C": 0, "I": 2, "none": 1}
-    assert b.collapsed_label({"A": 9, "B": 1}) == "A"
-    assert b.collapsed_label({"A": 8, "B": 2}) is None
-    assert b.collapsed_label({"A": 1, "none": 9}) is None  # no label dominates; the outputs did not parse
-
-
 def test_warnings_below_chance_by_two_standard_errors_and_on_collapse():
     def result(acc, dist):
         return {"acc,none": acc, b.CHANCE: 0.25, b.MAJORITY: 0.3, b.PRED_DISTRIBUTION: dist}
@@ -74,6 +61,8 @@ def test_warnings_below_chance_by_two_standard_errors_and_on_collapse():
     assert len(lines) == 1 and "below chance" in lines[0] and "N=100" in lines[0]
     lines = b.baseline_warnings("esci", result(0.3, {"A": 95, "B": 5, "C": 0, "D": 0}))
     assert len(lines) == 1 and "collapsed onto 'A'" in lines[0]
+    lines = b.baseline_warnings("esci", result(0.3, {"A": 5, "B": 0, "C": 0, "D": 0, "none": 95}))
+    assert len(lines) == 1 and "collapsed onto no label" in lines[0]
     assert b.baseline_warnings("gsm8k", {"exact_match,strict-match": 0.1}) == []
 
 

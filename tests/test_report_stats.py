@@ -142,7 +142,7 @@ def test_evaluator_baselines_in_results_json_are_used(esci_sweep):
     b = baseline(sweep, point, "esci")
     assert (b.chance, b.majority, b.majority_label, b.collapsed) == (0.25, 0.5, "Exact", "Exact")
     # a model that answers nothing usable has collapsed too: onto "no label"
-    results["results"]["esci"]["pred_distribution"] = {"None": 19, "Exact": 1}
+    results["results"]["esci"]["pred_distribution"] = {"Exact": 1, "none": 19}  # as the evaluator writes it
     path.write_text(json.dumps(results))
     sweep = report.load_sweep(esci_sweep)
     assert baseline(sweep, next(p for p in sweep.points if p.name == point.name), "esci").collapsed == NO_LABEL
@@ -243,6 +243,10 @@ def test_sweep_warns_when_the_planned_items_cannot_detect_the_difference_that_ma
                                                                                                        "arc_easy")]
     sweep.eval.limit = None  # ARC-Easy's 2,376 test items: MDE 2.9 points, enough
     assert not any(line.startswith("arc_easy") for line in power_warnings(sweep))
+    # a panel stands for its tasks, each at its own N capped by eval.limit; general_text is code length
+    sweep.eval.general, sweep.eval.limit = ["general_panel"], 40
+    assert [line.split(":")[0] for line in power_warnings(sweep)] == ["esci", "arc_easy", "piqa", "openbookqa"]
+    assert all(" 40 items " in line for line in power_warnings(sweep))
     sweep.eval.min_difference = None
     assert power_warnings(sweep) == []
 

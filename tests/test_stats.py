@@ -249,6 +249,7 @@ def test_matched_gain_error_matches_simulation():
 
 ESCI_24 = ["Irrelevant"] * 10 + ["Exact"] * 7 + ["Substitute"] * 6 + ["Complement"]
 ESCI_LABELS = ("Exact", "Substitute", "Complement", "Irrelevant")
+ESCI_LABELS_SHORT = ("E", "S", "C", "I")
 
 
 def test_chance_and_majority_rates():
@@ -257,6 +258,12 @@ def test_chance_and_majority_rates():
         stats.chance_rate(0)
     assert stats.majority_rate(ESCI_24) == ("Irrelevant", pytest.approx(10 / 24))
     assert stats.majority_rate(["b", "a", "a", "b"]) == ("b", 0.5)  # ties: the first seen
+    assert stats.majority_rate(["S", "E", "S", "E"], ESCI_LABELS_SHORT) == ("E", 0.5)  # ties: the first listed
+    with pytest.raises(ValueError, match="not among the labels"):
+        stats.majority_rate(["X"], ESCI_LABELS_SHORT)
+    assert stats.mean_chance_rate([4, 4, 2]) == pytest.approx((0.25 + 0.25 + 0.5) / 3)
+    with pytest.raises(ValueError):
+        stats.mean_chance_rate([])
 
 
 def test_macro_f1_hand_cases():
@@ -278,11 +285,17 @@ def test_macro_f1_hand_cases():
 def test_label_distribution_and_collapse():
     preds = ["x"] * 9 + ["y"]
     assert stats.label_distribution(preds) == {"x": 9, "y": 1}
-    assert list(stats.label_distribution(["y", "x", "x"])) == ["x", "y"]  # most frequent first
-    assert stats.collapsed(preds) == "x"  # 90 % on one label
-    assert stats.collapsed(["x"] * 8 + ["y", "z"]) is None
-    assert stats.collapsed(["x"] * 8 + ["y", "z"], threshold=0.8) == "x"
-    assert stats.collapse_share([None, None, "a"]) == (None, pytest.approx(2 / 3))
+    assert list(stats.label_distribution(["y", "x", "x"])) == ["y", "x"]  # first-seen order without labels
+    # with labels: their order, zeros included; None (nothing extracted) counted under "none"
+    assert stats.label_distribution(["E", None, "I", "I"], ESCI_LABELS_SHORT) == {"E": 1, "S": 0, "C": 0, "I": 2,
+                                                                                  "none": 1}
+    with pytest.raises(ValueError, match="not among the labels"):
+        stats.label_distribution(["X"], ESCI_LABELS_SHORT)
+    assert stats.collapsed_label(stats.label_distribution(preds)) == "x"  # 90 % on one label
+    assert stats.collapsed_label({"A": 8, "B": 2}) is None
+    assert stats.collapsed_label({"A": 8, "B": 2}, threshold=0.8) == "A"
+    assert stats.collapsed_label(stats.label_distribution([None] * 9 + ["a"])) == stats.NO_LABEL
+    assert stats.collapsed_label({"A": 0, "B": 0}) is None
 
 
 def test_format_with_se_keeps_the_value_format_and_gives_the_error_its_precision():

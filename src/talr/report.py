@@ -80,8 +80,12 @@ def tables(sweep: Sweep) -> str:
     """One table per learning rate: every task's value ± stderr, the side averages and their change vs the base."""
     base = sweep.base
     header = ["method", "seeds"]
-    header += [f"{t} (domain{', bits/token' if t in sweep.bits_tasks(sweep.domain) else ''})" for t in sweep.domain]
-    header += [f"{t}{' (bits/token)' if t in sweep.bits_tasks(sweep.general) else ''}" for t in sweep.general]
+
+    def unit(task: str) -> str:  # the code-length unit of the task's primary metric (general_text: bits per byte)
+        return "bits/byte" if sweep.metric_names.get(task, "").startswith("bits_per_byte") else "bits/token"
+
+    header += [f"{t} (domain{f', {unit(t)}' if t in sweep.bits_tasks(sweep.domain) else ''})" for t in sweep.domain]
+    header += [f"{t}{f' ({unit(t)})' if t in sweep.bits_tasks(sweep.general) else ''}" for t in sweep.general]
     kinds = sweep.kinds()
     if "score" in kinds:
         header += ["general avg (%)", "Δ domain (pts)", "Δ general avg (pts)"]

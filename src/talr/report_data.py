@@ -223,9 +223,8 @@ def load_sweep(root: str | Path) -> Sweep:
     cap = config.get("eval", {}).get("max_new_tokens")
     from talr.evaluation.registry import expand_tasks, get_task
 
-    # a panel (general_panel) stands for its tasks
     domain, general = ([task for task, _ in expand_tasks(config["eval"][side])] for side in ("domain", "general"))
-    for task in [*domain, *general]:
+    for task in [*domain, *general]:  # panels stand for their tasks
         if task not in budgets and get_task(task).kind == "generate":  # a record without the task configs
             budgets[task] = min(get_task(task).max_new_tokens, cap) if cap else get_task(task).max_new_tokens
     return Sweep(root, config, domain, general, info["higher"], info["names"], budgets, base, points, layout)
@@ -388,10 +387,6 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
 
 
 def _collapsed_label(distribution: dict):
-    """The label >= COLLAPSE_THRESHOLD of the predictions share, NO_LABEL when that is "nothing extracted" (a None
-    prediction, "None"/"null" as a JSON key), else None."""
-    counts = list(distribution.values())
-    if not counts or max(counts) < stats.COLLAPSE_THRESHOLD * sum(counts):
-        return None
-    label = max(distribution, key=distribution.get)
-    return NO_LABEL if label in (None, "None", "null") else label
+    """:func:`talr.stats.collapsed_label`, with a collapse onto "nothing extracted" shown as NO_LABEL."""
+    label = stats.collapsed_label(distribution)
+    return NO_LABEL if label == stats.NO_LABEL else label

@@ -131,6 +131,20 @@ def guidelines(sweep: Sweep) -> list[str]:
                 ("no measurable difference at this evaluation size",
                  "consistent with guideline 1: the smaller learning rate kept more general ability",
                  "not consistent with guideline 1 here: the smaller learning rate kept less general ability")))
+        for lr in sorted(lr for m, lr in groups if m == "talr" and ("sft", lr) in groups):
+            talr, sft = groups[("talr", lr)], groups[("sft", lr)]
+            g_talr, g_sft = change(talr, "general"), change(sft, "general")
+            if None in (g_talr, g_sft):
+                continue
+            cmp = compare(sweep, talr, sft, "general", kind)
+            tests.append(Verdict(
+                f"- **TALR vs SFT at lr {lr:g}** (equal learning rate, not equal domain gain): the general side "
+                f"changed {fmt.format(g_talr)} {unit} under TALR (domain {fmt.format(change(talr, 'domain'))}) and "
+                f"{fmt.format(g_sft)} under SFT (domain {fmt.format(change(sft, 'domain'))}); TALR minus SFT, "
+                f"{'paired' if cmp and cmp.paired else 'unpaired'}",
+                g_talr - g_sft, scale * cmp.stderr if cmp else None, cmp.n_items if cmp else None,
+                ("no measurable difference at this evaluation size", "TALR kept more general ability at this "
+                 "learning rate", "TALR kept less general ability at this learning rate")))
         talr_curve, talr_out = _curve(sweep, "talr", kind, scale)
         sft_curve, sft_out = _curve(sweep, "sft", kind, scale)
         matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None

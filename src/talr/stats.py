@@ -23,6 +23,7 @@ import numpy as np
 BOOTSTRAP_ITERS = 1000
 BOOTSTRAP_SEED = 1234
 COLLAPSE_THRESHOLD = 0.9  # share of predictions on one label from which a point counts as collapsed
+NO_LABEL = "none"  # a label distribution's key for predictions of None (an output that named no label)
 
 # ---------------------------------------------------------------------------------------------------------------
 # Means, ratios, bootstrap
@@ -386,18 +387,46 @@ def chance_rate(n_choices: int) -> float:
     return 1.0 / n_choices
 
 
-def label_distribution(preds: Sequence[Hashable]) -> dict:
-    """How often each prediction occurs (None, nothing extracted, counts as its own label), most frequent first,
-    ties in first-seen order."""
-    return dict(Counter(preds).most_common())
+def mean_chance_rate(n_choices: Sequence[int]) -> float:
+    """Expected accuracy of uniform random guessing over items with these numbers of choices: the mean of 1 / k."""
+    if not n_choices:
+        raise ValueError("chance rate of no items")
+    return mean([chance_rate(k) for k in n_choices])
 
 
-def majority_rate(labels: Sequence[Hashable]) -> tuple[Hashable, float]:
-    """The most frequent gold label (ties: the first seen) and the accuracy of answering it for every item."""
-    if not labels:
+# Label order, the one tie rule: ``labels`` when the caller gives them (a task's label set: choice letters, ESCI's
+# E/S/C/I), else the order in which labels first occur. A tie for the most frequent label goes to the earliest one.
+
+
+def _label_order(values: Sequence[Hashable], labels: Sequence[Hashable] | None) -> list:
+    if labels is None:
+        return list(dict.fromkeys(v for v in values if v is not None))
+    unknown = {v for v in values if v is not None} - set(labels)
+    if unknown:
+        raise ValueError(f"{sorted(map(str, unknown))} are not among the labels {list(labels)}")
+    return list(labels)
+
+
+def label_distribution(preds: Sequence[Hashable], labels: Sequence[Hashable] | None = None) -> dict:
+    """``{label: count}`` of the predictions over the labels in their order (zeros included when ``labels`` are
+    given), then ``NO_LABEL`` ("none") for predictions of None (nothing extracted) when there are any. A prediction
+    outside the given ``labels`` is an error."""
+    counts = Counter(preds)
+    out = {label: counts[label] for label in _label_order(preds, labels)}
+    if counts[None]:
+        out[NO_LABEL] = counts[None]
+    return out
+
+
+def majority_rate(gold: Sequence[Hashable], labels: Sequence[Hashable] | None = None) -> tuple[Hashable, float]:
+    """The most frequent gold label (ties: the earliest in the label order above) and the accuracy of answering it
+    for every item."""
+    if not gold:
         raise ValueError("majority_rate of no labels")
-    label, count = Counter(labels).most_common(1)[0]
-    return label, count / len(labels)
+    counts = Counter(gold)
+    order = _label_order(gold, labels)
+    label = max(order, key=lambda lab: (counts[lab], -order.index(lab)))
+    return label, counts[label] / len(gold)
 
 
 def per_label_f1(gold: Sequence[Hashable], pred: Sequence[Hashable],
@@ -432,17 +461,11 @@ def macro_f1(gold: Sequence[Hashable], pred: Sequence[Hashable], labels: Sequenc
     return mean([v["f1"] for v in per_label.values()])
 
 
-def collapsed(preds: Sequence[Hashable], threshold: float = COLLAPSE_THRESHOLD) -> Hashable | None:
-    """The label that at least ``threshold`` of the predictions share (the model answers one thing whatever the
-    input), else None. A collapse onto "nothing extracted" returns None too, so callers test with
-    :func:`collapse_share` when that case matters."""
-    label, share = collapse_share(preds)
-    return label if share >= threshold else None
-
-
-def collapse_share(preds: Sequence[Hashable]) -> tuple[Hashable, float]:
-    """The most frequent prediction and its share of all predictions."""
-    if not preds:
-        raise ValueError("no predictions")
-    label, count = Counter(preds).most_common(1)[0]
-    return label, count / len(preds)
+def collapsed_label(distribution: dict, threshold: float = COLLAPSE_THRESHOLD) -> Hashable | None:
+    """The key of a :func:`label_distribution` holding at least ``threshold`` of its counts (the model answers one
+    thing whatever the input; ``NO_LABEL`` when that one thing is no label at all), else None."""
+    total = sum(distribution.values())
+    if total == 0:
+        return None
+    label = max(distribution, key=distribution.get)  # ties: the earliest key
+    return label if distribution[label] >= threshold * total else None

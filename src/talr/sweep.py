@@ -282,18 +282,18 @@ def power_warnings(sweep: SweepConfig) -> list[str]:
     """One line per accuracy task whose planned item count cannot detect ``eval.min_difference`` between two points
     (paired, two-sided alpha 0.05, 80 % power; :func:`talr.stats.mde_proportions` at ASSUMED_DISCORDANCE)."""
     from talr import stats
-    from talr.evaluation.registry import get_task
+    from talr.evaluation.registry import expand_tasks, get_task
     from talr.paths import data_dir
 
     if sweep.eval.min_difference is None:
         return []
     wanted, lines = sweep.eval.min_difference, []
-    for name in sweep.tasks:
+    for name, limit in expand_tasks(sweep.tasks, sweep.eval.limit):  # panels as their tasks, each at its N
         task = get_task(name)
         if not next(iter(task.metrics.values())):  # code length (lower is better): not a proportion
             continue
         try:
-            n = len(task.load(Path(sweep.eval.data_dir) if sweep.eval.data_dir else data_dir(), sweep.eval.limit)[0])
+            n = len(task.load(Path(sweep.eval.data_dir) if sweep.eval.data_dir else data_dir(), limit)[0])
         except (OSError, ValueError) as error:  # no data here: the evaluation will say so; nothing to plan with
             logger.debug("power check skipped for %s: %s", name, error)
             continue

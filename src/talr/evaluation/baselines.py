@@ -1,19 +1,20 @@
-"""Sanity baselines of label-style tasks (multiple choice, BoolQ, ESCI): what chance, a constant answer and the
-model's own use of the labels give on the items actually evaluated.
+"""Sanity baselines of label-style tasks (multiple choice, BoolQ, ESCI) as results.json entries: what chance, a
+constant answer and the model's own use of the labels give on the items actually evaluated, and the warnings
+``talr eval`` prints from them.
 
 A score only means something next to these: a model that answers "Irrelevant" to every ESCI item scores the
 majority rate with a macro-F1 near 1/4 of a single label's F1, and a multiple-choice score below chance by more than
-sampling noise points at a scoring or data problem. Every function is pure; ``label_baselines`` writes the
-results.json keys the report reads.
+sampling noise points at a scoring or data problem. The pure helpers (chance, majority with its tie rule, label
+distribution, macro-F1, collapse) live in :mod:`talr.stats`; this module adds the vectorised bootstrap error of
+macro-F1 and writes the keys the report reads.
 
 Predictions are label names; ``None`` is an output with no label (an unparsed generation, a scorer error): it
-counts as wrong for every label and is shown as ``"none"`` in the predicted-label distribution.
+counts as wrong for every label and is shown as ``"none"`` (``stats.NO_LABEL``) in the predicted-label distribution.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,52 +27,7 @@ MAJORITY = "majority,none"
 MAJORITY_LABEL = "majority_label"
 MACRO_F1 = "macro_f1,none"
 PRED_DISTRIBUTION = "pred_distribution"
-COLLAPSE_SHARE = 0.9  # a model giving one label to this share of the items or more has collapsed onto it
 BELOW_CHANCE_SE = 2.0  # "below chance" means more than this many standard errors (of chance-level guessing) below
-UNPARSED = "none"
-
-
-def chance_rate(n_choices: Sequence[int]) -> float:
-    """Expected accuracy of a uniform random guess: the mean over items of 1 / (number of choices)."""
-    if not n_choices:
-        raise ValueError("chance rate of no items")
-    return stats.mean([stats.chance_rate(k) for k in n_choices])
-
-
-def majority(targets: Sequence[str], labels: Sequence[str]) -> tuple[str, float]:
-    """The most frequent target label and its share: the accuracy of always answering it. Ties go to the label
-    listed first in ``labels``."""
-    if not targets:
-        raise ValueError("majority of no targets")
-    counts = Counter(targets)
-    unknown = set(counts) - set(labels)
-    if unknown:
-        raise ValueError(f"targets {sorted(unknown)} are not among the labels {list(labels)}")
-    label = max(labels, key=lambda lab: (counts[lab], -labels.index(lab)))
-    return label, counts[label] / len(targets)
-
-
-def label_distribution(predictions: Sequence[str | None], labels: Sequence[str]) -> dict[str, int]:
-    """``{label: count}`` over ``labels`` in their order (zeros included), plus ``"none"`` when some item had no
-    label."""
-    counts = Counter(UNPARSED if p is None else p for p in predictions)
-    out = {label: counts.pop(label, 0) for label in labels}
-    if UNPARSED in counts:
-        out[UNPARSED] = counts.pop(UNPARSED)
-    if counts:
-        raise ValueError(f"predictions {sorted(counts)} are not among the labels {list(labels)}")
-    return out
-
-
-def collapsed_label(distribution: dict[str, int], share: float = COLLAPSE_SHARE) -> str | None:
-    """The label given to at least ``share`` of the items in a :func:`label_distribution`, or None (no label
-    dominates; unparsed outputs are not a label)."""
-    n = sum(distribution.values())
-    labelled = [(count, label) for label, count in distribution.items() if label != UNPARSED and count > 0]
-    if not labelled:
-        return None
-    count, label = max(labelled, key=lambda cl: cl[0])
-    return label if count / n >= share else None
 
 
 def _codes(targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str]):
@@ -82,20 +38,15 @@ def _codes(targets: Sequence[str], predictions: Sequence[str | None], labels: Se
 
 
 def _macro_f1_from_confusion(confusion: np.ndarray, n_labels: int) -> np.ndarray:
-    """Macro-F1 (as :func:`talr.stats.macro_f1`, vectorised over bootstrap resamples) of confusion matrices ``[..., n_labels, n_labels + 1]`` (rows: target, columns: prediction, the last
-    column the unparsed ones). F1 = 2TP / (2TP + FP + FN), 0 when that is 0/0; every label counts in the mean."""
+    """Macro-F1 (as :func:`talr.stats.macro_f1`, vectorised over bootstrap resamples) of confusion matrices
+    ``[..., n_labels, n_labels + 1]`` (rows: target, columns: prediction, the last column the unparsed ones).
+    F1 = 2TP / (2TP + FP + FN), 0 when that is 0/0; every label counts in the mean."""
     tp = np.diagonal(confusion[..., :n_labels], axis1=-2, axis2=-1)
     fp = confusion[..., :n_labels].sum(axis=-2) - tp
     fn = confusion.sum(axis=-1) - tp
     denominator = 2 * tp + fp + fn
     f1 = np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
     return f1.mean(axis=-1)
-
-
-def macro_f1(targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str]) -> float:
-    """Macro-F1 over ``labels`` (sklearn's ``f1_score(average="macro", labels=labels, zero_division=0)``;
-    :func:`talr.stats.macro_f1`, where a prediction of None is a miss for its target label)."""
-    return stats.macro_f1(targets, predictions, labels)
 
 
 def macro_f1_stderr(targets: Sequence[str], predictions: Sequence[str | None], labels: Sequence[str],
@@ -121,11 +72,11 @@ def label_baselines(targets: Sequence[str], predictions: Sequence[str | None], l
                     n_choices: Sequence[int]) -> dict:
     """The results.json entries of a label task: chance, majority rate and label, macro-F1 with its bootstrap
     standard error, and the predicted-label distribution."""
-    label, rate = majority(targets, labels)
-    out: dict = {CHANCE: chance_rate(n_choices), MAJORITY: rate, MAJORITY_LABEL: label}
-    out.update(with_stderr(MACRO_F1, macro_f1(targets, predictions, labels),
+    label, rate = stats.majority_rate(targets, labels)
+    out: dict = {CHANCE: stats.mean_chance_rate(n_choices), MAJORITY: rate, MAJORITY_LABEL: label}
+    out.update(with_stderr(MACRO_F1, stats.macro_f1(targets, predictions, labels),
                            macro_f1_stderr(targets, predictions, labels)))
-    out[PRED_DISTRIBUTION] = label_distribution(predictions, labels)
+    out[PRED_DISTRIBUTION] = stats.label_distribution(predictions, labels)
     return out
 
 
@@ -144,9 +95,10 @@ def baseline_warnings(task: str, result: dict, accuracy_key: str = "acc,none") -
         if accuracy < chance - BELOW_CHANCE_SE * se:
             lines.append(f"{task}: {accuracy_key.split(',')[0]} {accuracy:.3f} is below chance {chance:.3f} by more "
                          f"than {BELOW_CHANCE_SE:g} standard errors ({se:.3f}) at N={n}: check the data and scoring")
-    label = collapsed_label(distribution)
+    label = stats.collapsed_label(distribution)
     if label is not None:
         count = distribution[label]
-        lines.append(f"{task}: predictions collapsed onto {label!r} ({count}/{n} = {count / n:.0%} of the items; "
+        what = "no label (the outputs named none)" if label == stats.NO_LABEL else repr(label)
+        lines.append(f"{task}: predictions collapsed onto {what} ({count}/{n} = {count / n:.0%} of the items; "
                      f"majority rate {result.get(MAJORITY, float('nan')):.3f})")
     return lines

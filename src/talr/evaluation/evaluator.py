@@ -124,8 +124,9 @@ def _run_scored_chunks(task, docs, log, model, tokenizer, batch_size, bar):
 
 def _drift_base(docs, task, model, tokenizer, model_name: str, base_model: str | None, batch_size: int):
     """The base side of the KL for every selected text, and the name of the base. The base is ``base_model``, else
-    the one the model's run directory / WiSE-FT folder records, else the model itself (KL 0). Cached on disk when
-    the base resolves to a local model folder (see :func:`drift.cached_base_side`)."""
+    the one the model's run directory / WiSE-FT folder records, else the model itself: then the KL is 0 by
+    definition and no base side is computed (None). Cached on disk when the base resolves to a local model folder
+    (see :func:`drift.cached_base_side`), so the points of a sweep pay for it once."""
     from talr.models import load_model, model_fingerprint, resolve_model_path
 
     examples = [{"messages": r.messages, "response": r.response} for r in map(task.request, docs)]
@@ -138,15 +139,14 @@ def _drift_base(docs, task, model, tokenizer, model_name: str, base_model: str |
             return None
         return path.resolve() if path.is_dir() else None
 
-    is_self = spec == model_name or (folder(spec) is not None and folder(spec) == folder(model_name))
-    dtype = next(model.parameters()).dtype
-    load = (lambda: model) if is_self else (lambda: load_model(spec, dtype=dtype)[0])
+    if spec == model_name or (folder(spec) is not None and folder(spec) == folder(model_name)):
+        return None, "self"
     if folder(spec) is None:
-        if not is_self:
-            raise ValueError(f"base model {spec!r} of task {task.name} is not a local model folder")
-        return drift.base_side(model, tokenizer, examples, batch_size=batch_size), "self"
-    side = drift.cached_base_side(load, model_fingerprint(spec), tokenizer, examples, batch_size=batch_size)
-    return side, "self" if is_self else spec
+        raise ValueError(f"base model {spec!r} of task {task.name} is not a local model folder")
+    dtype = next(model.parameters()).dtype
+    side = drift.cached_base_side(lambda: load_model(spec, dtype=dtype)[0], model_fingerprint(spec), tokenizer,
+                                  examples, batch_size=batch_size)
+    return side, spec
 
 
 def _run_drift(task, docs, todo, log, model, tokenizer, batch_size, bar, base):
@@ -159,8 +159,12 @@ def _run_drift(task, docs, todo, log, model, tokenizer, batch_size, bar, base):
         requests = [task.request(d) for d in part]
         examples = [{"messages": r.messages, "response": r.response} for r in requests]
         picked = [position[d["id"]] for d in part]
-        side = drift.BaseSide(*([getattr(base, f)[i] for i in picked] for f in ("ids", "logprobs", "log_rest")))
-        results = drift.text_drift(model, tokenizer, examples, side, batch_size=batch_size)
+        if base is None:  # the model is its own base: KL 0 exactly
+            results = [{**r, "kl_nats": 0.0} for r in drift.text_drift(model, tokenizer, examples, None,
+                                                                        batch_size=batch_size)]
+        else:
+            side = drift.BaseSide(*([getattr(base, f)[i] for i in picked] for f in ("ids", "logprobs", "log_rest")))
+            results = drift.text_drift(model, tokenizer, examples, side, batch_size=batch_size)
         records = []
         for doc, request, result in zip(part, requests, results):
             scored, error = _score_safely(task, doc, result)
@@ -206,9 +210,9 @@ def evaluate(
     are slow on a CPU); a capped run is not comparable to published numbers, and results.json records the cap.
     ``dtype_requested`` (e.g. ``auto``) is recorded beside the model's actual dtype and the hardware facts.
     """
-    planned = expand_tasks(tasks)  # unknown names fail before any work
+    planned = expand_tasks(tasks, limit)  # unknown names fail before any work
     task_objs = [get_task(name) for name, _ in planned]
-    task_limits = {name: n if limit is None else (limit if n is None else min(n, limit)) for name, n in planned}
+    task_limits = dict(planned)
     if max_new_tokens is not None:
         # a budget cap for slow hardware: results.json's generation_kwargs record the value actually used
         for task in task_objs:

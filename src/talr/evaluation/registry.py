@@ -39,20 +39,20 @@ TASKS: dict[str, str] = {
 }
 
 
-# General capabilities with forward passes only (no generation): multiple choice at an N per task sized so the panel
-# runs in minutes on a CPU (docs/evaluation.md gives its cost and the difference each N can detect), and code length
-# plus drift from the base on 1,000 general texts.
+# General capabilities with forward passes only (no generation), sized for ~15 CPU-minutes per model on a 2-core
+# CPU (measured: 17 under load): the multiple-choice tasks the embedded 135M model answers above chance, at an N per
+# task chosen for power within that budget, and code length plus drift from the base on 1,000 general texts. BoolQ, MMLU, ARC-Challenge and
+# WinoGrande stay tasks but are out of the panel: the model is at chance on them (one constant answer on BoolQ and
+# MMLU), so they cannot show forgetting. docs/evaluation.md gives the measured cost and each task's MDE.
 PANELS: dict[str, tuple[tuple[str, int | None], ...]] = {
-    "general_panel": (
-        ("arc_easy", 500), ("piqa", 500), ("boolq", 250), ("openbookqa", 500), ("winogrande", 500),
-        ("mmlu", 250), ("arc_challenge", 250), ("general_text", None),
-    ),
+    "general_panel": (("arc_easy", 500), ("piqa", 400), ("openbookqa", None), ("general_text", None)),
 }
 
 
-def expand_tasks(names: list[str] | tuple[str, ...]) -> list[tuple[str, int | None]]:
-    """Task names with panels replaced by their ``(task, N)`` entries (plain tasks get N None); a task named twice
-    keeps its first entry. Unknown names are an error listing the known tasks and panels."""
+def expand_tasks(names: list[str] | tuple[str, ...], limit: int | None = None) -> list[tuple[str, int | None]]:
+    """Task names with panels replaced by their ``(task, N)`` entries (plain tasks get N None), each N capped at
+    ``limit``; a task named twice keeps its first entry. Unknown names are an error listing the known tasks and
+    panels."""
     out: dict[str, int | None] = {}
     for name in names:
         if name in PANELS:
@@ -64,7 +64,7 @@ def expand_tasks(names: list[str] | tuple[str, ...]) -> list[tuple[str, int | No
                              f"panels: {', '.join(sorted(PANELS))}")
         for task, n in entries:
             out.setdefault(task, n)
-    return list(out.items())
+    return [(task, n if limit is None else (limit if n is None else min(n, limit))) for task, n in out.items()]
 
 
 def get_task(name: str) -> Task:
