@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from talr import analysis, losses, scoring, stats, token_stats
+from talr import losses, scoring, stats, token_stats
 from talr.callbacks import hold_out, read_probes
 from talr.config import Config, DatasetSpec, ProbesConfig
 from talr.data import chat

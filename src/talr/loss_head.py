@@ -5,6 +5,9 @@ The straightforward path (``logits = lm_head(h)`` then :func:`talr.losses.token_
 here take the hidden states, the output projection and the labels, and walk the supervised tokens in chunks: at most
 one chunk's ``[chunk, vocab]`` float32 logits exist at a time. Positions whose label is ignored never reach the head.
 
+(~420 lines: two autograd functions that share the chunk walk, the kept-softmax cache and the per-token statistics;
+they are one mechanism and change together.)
+
 Two autograd functions, one per situation:
 
 * :func:`fused_token_logprobs` (two-phase): the forward returns each token's log-probability and keeps only its

@@ -2,6 +2,9 @@
 errors, matched-gain interpolation and the sanity baselines of a classification task. Pure functions, float64,
 stdlib and numpy only (scipy is a test-time reference, not a dependency).
 
+It is ~470 lines on purpose: one source of truth for every number the reports print (the house rule), in sections
+that share conventions and helpers; splitting it would put the conventions in two places.
+
 Conventions: a standard error is the estimated standard deviation of an estimate; "paired" means two models scored
 on the same items, so per-item differences are the independent units; normal quantiles come from
 :class:`statistics.NormalDist`.

@@ -30,7 +30,8 @@ from typing import Literal
 
 import yaml
 
-from talr.config import Config, ConfigError, build_dataclass, apply_overrides, config_from_dict, read_yaml_mapping
+from talr.config import Config, ConfigError, apply_overrides, config_from_dict
+from talr.typed_yaml import build_dataclass, read_yaml_mapping
 from talr.io import atomic_write_text
 from talr.locks import FolderLock
 from talr.methods import PRESETS
