@@ -90,7 +90,7 @@ class FlowConfig:
 
     tau: float | Literal["median"] = "median"
     batch_size: int = 8  # of the no-grad scoring pass before training
-    cache: bool = True  # reuse the base model's per-sample losses from talr.paths.cache_dir()/flow
+    cache: bool = True  # reuse the base model's token log-probabilities (talr.reference_stats' disk cache)
 
 
 @dataclass
