@@ -177,14 +177,23 @@ def _talr_reference(logps, w_min):
     return out
 
 
-@pytest.mark.parametrize("group_size", [1, 4, 5])
-def test_talr_token_weights_match_the_formula_per_micro_batch(group_size):
+@pytest.mark.parametrize("per_device, accumulation, normalize_over, group_size", [
+    (1, 1, "step", 1), (4, 1, "micro_batch", 4), (5, 3, "micro_batch", 5), (2, 2, "step", 4), (5, 1, "step", 5)])
+def test_weights_as_trained_match_the_formula_per_normalisation_set(per_device, accumulation, normalize_over,
+                                                                     group_size):
+    from talr.config import config_from_dict
+    from talr.methods.talr import TalrWeighting
+    from talr.step_normalizer import weights_as_trained
+
+    config = config_from_dict({"data": {"train": "x.jsonl"}, "talr": {"w_min": 0.2, "normalize_over": normalize_over},
+                               "training": {"per_device_batch_size": per_device,
+                                            "gradient_accumulation_steps": accumulation}})
     scores = _random_scores(n=11)
-    weights = analysis.talr_token_weights(scores, group_size, w_min=0.2)
+    weights = weights_as_trained(TalrWeighting(config), [s.logp for s in scores], config)
     for start in range(0, len(scores), group_size):
         group = scores[start:start + group_size]
         reference = _talr_reference([s.logp.tolist() for s in group], 0.2)
-        for got, want in zip(weights[start:start + group_size], reference):
+        for got, want in zip(weights[start:start + group_size], reference, strict=True):
             np.testing.assert_allclose(got, want, rtol=1e-5)  # talr_weights works in float32
 
 

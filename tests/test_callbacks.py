@@ -148,3 +148,50 @@ def test_probe_config_is_validated():
         config_from_dict({"data": {"train": "x.jsonl"}, "probes": {"domain": {"split": "dev"}}})
     config = config_from_dict({"data": {"train": "x.jsonl"}, "probes": {"domain": {"source": "medcalc_bench"}}})
     assert config.probes.domain.source == "medcalc_bench" and config.probes.enabled
+
+
+@pytest.mark.parametrize("normalize_over", ["step", "micro_batch"])
+def test_hard_token_probe_weights_are_the_ones_training_uses_under_accumulation(tmp_path, tiny_model_dir,
+                                                                                 normalize_over):
+    """Two micro-batches of two examples per optimizer step: the probe's TALR weights equal the weights the trainer
+    attaches to those examples (its step pre-pass), not weights normalised over each micro-batch alone."""
+    import torch
+
+    from talr.data.formats import CausalLMCollator, tokenize_examples
+    from talr.step_normalizer import STEP_WEIGHTS_KEY
+    from talr.trainer import TalrTrainer, training_arguments
+
+    config = config_from_dict({
+        "model": str(tiny_model_dir), "output_dir": str(tmp_path / "run"), "method": "talr",
+        "data": {"train": "unused.jsonl", "max_length": 64}, "talr": {"normalize_over": normalize_over, "tau": 0.01},  # a sharp tau: the sets matter
+        "training": {"per_device_batch_size": 2, "gradient_accumulation_steps": 2, "autocast": "none"}})
+    model, tokenizer = load_model(tiny_model_dir)
+    features, _ = tokenize_examples(_examples(4), tokenizer, 64)
+    collate = CausalLMCollator(tokenizer.pad_token_id)
+    trainer = TalrTrainer(model=model, args=training_arguments(config, tmp_path / "run"), train_dataset=features,
+                          data_collator=collate, processing_class=tokenizer, run_config=config)
+    micro_batches = [collate(features[:2]), collate(features[2:])]
+    if normalize_over == "step":
+        trainer._attach_step_weights(micro_batches)
+        trained = [b[STEP_WEIGHTS_KEY] for b in micro_batches]
+    else:  # per micro-batch: the weighting on each micro-batch's own tokens
+        trained = []
+        for batch in micro_batches:
+            logp, mask = trainer.head.logprobs(model, {k: v for k, v in batch.items() if k != "labels"},
+                                               batch["labels"])
+            trained.append(trainer.token_weighting.weights(logp.detach(), mask, {}))
+    per_token = []  # the trained weights of each example's supervised tokens, in order
+    for batch, weights in zip(micro_batches, trained):
+        supervised = batch["labels"][:, 1:] != -100
+        per_token += [weights[r][supervised[r]].double().numpy() for r in range(len(weights))]
+
+    probe = callbacks.HardTokenProbe(features, tokenizer.pad_token_id, callbacks.ProbeLog(tmp_path / "p.jsonl"),
+                                     config)
+    scores = analysis.score_features(model, features, tokenizer.pad_token_id)
+    for got, want in zip(probe.token_weights(scores), per_token, strict=True):
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-6)
+    if normalize_over == "step":  # the old probe's per-micro-batch weights are measurably different
+        per_batch = [torch.from_numpy(np.concatenate([s.logp for s in scores[i:i + 2]]))[None] for i in (0, 2)]
+        old = np.concatenate([trainer.token_weighting.weights(lp, torch.ones_like(lp, dtype=torch.bool), {})[0]
+                              .numpy() for lp in per_batch])
+        assert not np.allclose(old, np.concatenate(per_token), rtol=0.05)

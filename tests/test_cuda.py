@@ -16,7 +16,7 @@ from talr import losses
 from talr.config import config_from_dict
 from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
 from talr.loss_head import fused_token_logprobs
-from talr.methods import LOSS_WEIGHTINGS
+from talr.methods.talr import TalrWeighting
 from talr.models import load_model
 from talr.step_normalizer import step_token_weights
 from talr.trainer import TalrTrainer, _StepStats, train, training_arguments
@@ -85,12 +85,12 @@ def test_step_exact_weights_equal_the_full_batch_weights():
     gen = torch.Generator(device="cuda").manual_seed(0)
     logps = [-torch.rand(2, 17, generator=gen, device="cuda") * 5, -torch.rand(3, 11, generator=gen, device="cuda")]
     masks = [torch.rand(2, 17, generator=gen, device="cuda") > 0.3, torch.rand(3, 11, generator=gen, device="cuda") > 0.3]
-    pieces = step_token_weights(LOSS_WEIGHTINGS["talr"], logps, masks, config)
+    pieces = step_token_weights(TalrWeighting(config), logps, masks)
     full_logp = torch.zeros(5, 17, device="cuda")
     full_mask = torch.zeros(5, 17, dtype=torch.bool, device="cuda")
     full_logp[:2], full_mask[:2] = logps[0], masks[0]
     full_logp[2:, :11], full_mask[2:, :11] = logps[1], masks[1]
-    full = LOSS_WEIGHTINGS["talr"](full_logp, full_mask, {}, config)
+    full = TalrWeighting(config).weights(full_logp, full_mask, {})
     torch.testing.assert_close(pieces[0], full[:2])
     torch.testing.assert_close(pieces[1], full[2:, :11])
     assert pieces[0].device.type == "cuda"
@@ -121,8 +121,8 @@ def test_talr_weights_and_step_statistics_never_sync_the_host():
     try:
         for scope in ("token", "sequence"):
             config.talr.tau_scope = scope
-            weights = LOSS_WEIGHTINGS["talr"](logp, mask, {}, config)
-            step_token_weights(LOSS_WEIGHTINGS["talr"], [logp], [mask], config)
+            weights = TalrWeighting(config).weights(logp, mask, {})
+            step_token_weights(TalrWeighting(config), [logp], [mask])
             stats.add(logp, mask, weights, attention, config)
         losses.effective_sample_fraction(weights, mask)
     finally:

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from talr import flow, reference_stats
-from talr.config import config_from_dict
+from talr.config import Config, config_from_dict
 from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
 from talr.losses import IGNORE_INDEX
+from talr.methods.flow import FlowWeighting
 from talr.models import load_model
 from talr.reference_stats import sample_mean_losses, score_tokens
 from talr.trainer import TalrTrainer, train, training_arguments
@@ -83,7 +84,7 @@ def test_loss_is_weighted_sum_over_supervised_tokens(tmp_path, tiny_model_dir):
     assert batch[flow.SAMPLE_WEIGHT].tolist() == pytest.approx([0.1, 1.0, 0.5, 2.0])
     trainer = TalrTrainer(model=model, args=training_arguments(config, tmp_path / "run"), train_dataset=features,
                           data_collator=CausalLMCollator(tokenizer.pad_token_id), processing_class=tokenizer,
-                          run_config=config, side_fields=(flow.SAMPLE_WEIGHT,))
+                          run_config=config)
     ours = trainer.compute_loss(model, dict(batch))
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -100,7 +101,7 @@ def test_loss_is_weighted_sum_over_supervised_tokens(tmp_path, tiny_model_dir):
 def test_missing_weight_column_is_a_clear_error(tiny_model_dir):
     logp, mask = torch.zeros(2, 3), torch.ones(2, 3, dtype=torch.bool)
     with pytest.raises(KeyError, match="sample_weight"):
-        flow.flow_token_weights(logp, mask, {}, None)
+        FlowWeighting(Config()).weights(logp, mask, {})
 
 
 def test_second_run_reuses_the_cache_and_new_data_invalidates_it(tmp_path, tiny_model_dir, monkeypatch):

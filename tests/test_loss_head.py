@@ -4,13 +4,14 @@ import pytest
 import torch
 
 from talr import losses
+from talr.config import TalrConfig
 from talr.loss_head import DEFAULT_CACHE_BYTES, CausalLMHead, fused_token_logprobs, fused_weighted_nll
 from talr.models import load_model
 
 WEIGHTINGS = {
     "sft": losses.sft_loss,
     "talr": losses.talr_loss,
-    "talr_sequence_tau1": lambda logp, mask: losses.talr_loss(logp, mask, tau=1.0, tau_scope="sequence"),
+    "talr_sequence_tau1": lambda logp, mask: losses.talr_loss(logp, mask, TalrConfig(tau=1.0, tau_scope="sequence")),
     "dft": losses.dft_loss,
 }
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 
+from talr.config import TalrConfig
 from talr.losses import (
     dft_loss,
     effective_sample_fraction,
@@ -69,7 +70,7 @@ def _simplex_minimiser(losses: np.ndarray, tau: float) -> np.ndarray:
 def test_talr_weights_solve_the_entropy_regularised_problem(tau):
     logits, labels = _batch(seed=1)
     logp, mask = token_logprobs(logits, labels)
-    weights = talr_weights(logp, mask, tau=tau, w_min=0.0)
+    weights = talr_weights(logp, mask, TalrConfig(tau=tau, w_min=0.0))
     losses = (-logp[mask]).double().numpy()
     tau_value = float(np.median(losses)) if tau == "median" else tau
     expected = _simplex_minimiser(losses, tau_value)
@@ -90,25 +91,25 @@ def test_tau_scopes_equal_the_numpy_median():
     logp, mask = token_logprobs(logits, labels)
     losses = (-logp).double().numpy()
     m = mask.numpy()
-    assert talr_tau(logp, mask, "median", "token").item() == pytest.approx(np.median(losses[m]), rel=1e-6)
+    assert talr_tau(logp, mask, TalrConfig(tau_scope="token")).item() == pytest.approx(np.median(losses[m]), rel=1e-6)
     per_sequence = [losses[b][m[b]].mean() for b in range(len(m)) if m[b].any()]
-    assert talr_tau(logp, mask, "median", "sequence").item() == pytest.approx(np.median(per_sequence), rel=1e-6)
+    assert talr_tau(logp, mask, TalrConfig(tau_scope="sequence")).item() == pytest.approx(np.median(per_sequence), rel=1e-6)
 
 
 def test_dynamic_tau_is_clamped_and_fixed_tau_validated():
     logp = torch.zeros(1, 4)  # every token predicted with probability 1: median loss 0
     mask = torch.ones(1, 4, dtype=torch.bool)
-    assert talr_tau(logp, mask, "median", tau_min=1e-3).item() == pytest.approx(1e-3)
+    assert talr_tau(logp, mask, TalrConfig(tau_min=1e-3)).item() == pytest.approx(1e-3)
     for bad in (0.0, -1.0, "mean"):
         with pytest.raises(ValueError, match="tau"):
-            talr_tau(logp, mask, bad)
+            talr_tau(logp, mask, TalrConfig(tau=bad))
 
 
 def test_floor_is_in_mean_normalised_units():
     logp = torch.tensor([[0.0, -0.1, -30.0, -40.0]])  # two tokens the model finds hopeless
     mask = torch.ones_like(logp, dtype=torch.bool)
     w_min = 0.05
-    weights = talr_weights(logp, mask, tau=1.0, w_min=w_min)
+    weights = talr_weights(logp, mask, TalrConfig(tau=1.0, w_min=w_min))
     raw = torch.softmax(logp[0].double(), 0).clamp_min(w_min / 4)
     expected = raw / raw.sum()
     torch.testing.assert_close(weights[0].double(), expected, rtol=1e-6, atol=1e-9)
@@ -133,7 +134,7 @@ def test_talr_gradient_is_weighted_sum_of_token_gradients():
 def test_uniform_limit_recovers_sft():
     logits, labels = _batch(seed=5)
     logp, mask = token_logprobs(logits, labels)
-    assert talr_loss(logp, mask, tau=1e9, w_min=0.0).item() == pytest.approx(sft_loss(logp, mask).item(), rel=1e-6)
+    assert talr_loss(logp, mask, TalrConfig(tau=1e9, w_min=0.0)).item() == pytest.approx(sft_loss(logp, mask).item(), rel=1e-6)
 
 
 def test_dft_loss_is_probability_weighted_mean():

@@ -103,15 +103,15 @@ def test_talr_weights_and_step_statistics_never_bring_a_value_to_the_host(tau_sc
     tensors have shapes but no values, so any such conversion raises: the weights, tau, ESS and the logged step
     statistics must work on them. (tests/test_cuda.py checks the same on CUDA with sync debug mode "error".)"""
     from talr import losses
-    from talr.methods import LOSS_WEIGHTINGS
+    from talr.methods.talr import TalrWeighting
     from talr.step_normalizer import step_token_weights
     from talr.trainer import _StepStats
 
     config = config_from_dict({"data": {"train": "x.jsonl"}, "method": "talr", "talr": {"tau_scope": tau_scope}})
     logp = torch.empty(4, 64, device="meta")
     mask = torch.empty(4, 64, dtype=torch.bool, device="meta")
-    weights = LOSS_WEIGHTINGS["talr"](logp, mask, {}, config)
-    (step_weights,) = step_token_weights(LOSS_WEIGHTINGS["talr"], [logp], [mask], config)
+    weights = TalrWeighting(config).weights(logp, mask, {})
+    (step_weights,) = step_token_weights(TalrWeighting(config), [logp], [mask])
     stats = _StepStats()
     stats.add(logp, mask, weights, torch.empty(4, 65, dtype=torch.long, device="meta"), config)
     assert weights.shape == step_weights.shape == logp.shape

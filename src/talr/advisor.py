@@ -31,6 +31,8 @@ from talr import analysis, losses, stats
 from talr.callbacks import hold_out, read_probes
 from talr.config import Config, DatasetSpec, ProbesConfig
 from talr.data.formats import write_jsonl
+from talr.methods.talr import TalrWeighting
+from talr.step_normalizer import weights_as_trained
 
 logger = logging.getLogger(__name__)
 
@@ -105,9 +107,7 @@ def recommend(runs: Sequence[dict], tolerance: float = TOLERANCE, significance: 
 def hard_token_evidence(scores: list[analysis.ExampleScores], tokenizer, config: Config, top: int = 10) -> dict:
     """Hard-token statistics of the data, and what TALR would do with them at the start of training."""
     summary = analysis.probability_summary(scores)
-    weights = np.concatenate(analysis.talr_token_weights(
-        scores, config.training.per_device_batch_size, config.talr.tau, config.talr.tau_scope, config.talr.w_min,
-        config.talr.tau_min))
+    weights = np.concatenate(weights_as_trained(TalrWeighting(config), [s.logp for s in scores], config))
     hard = np.exp(analysis.all_logp(scores)) < losses.HARD_TOKEN_PROB
     return {
         **summary,

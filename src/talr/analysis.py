@@ -293,25 +293,6 @@ def change_by_initial_probability(logp_a: np.ndarray, logp_b: np.ndarray,
     return rows
 
 
-def talr_token_weights(scores: Sequence[ExampleScores], group_size: int, tau="median", tau_scope="token",
-                       w_min: float = 0.01, tau_min: float = losses.TAU_MIN) -> list[np.ndarray]:
-    """The TALR weight each token would get if ``scores`` were fed to training in consecutive micro-batches of
-    ``group_size`` examples: :func:`talr.losses.talr_weights` per micro-batch, rescaled to mean 1 over its tokens as
-    the trainer uses them (so 1 means "as much as under plain SFT")."""
-    out = []
-    for start in range(0, len(scores), group_size):
-        group = scores[start:start + group_size]
-        width = max(s.logp.size for s in group)
-        logp = torch.zeros(len(group), width, dtype=torch.float64)
-        mask = torch.zeros(len(group), width, dtype=torch.bool)
-        for r, s in enumerate(group):
-            logp[r, :s.logp.size] = torch.from_numpy(s.logp)
-            mask[r, :s.logp.size] = True
-        weights = losses.talr_weights(logp, mask, tau, tau_scope, w_min, tau_min) * mask.sum()
-        out.extend(weights[r, :s.logp.size].numpy().copy() for r, s in enumerate(group))
-    return out
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Code length
 

@@ -27,6 +27,8 @@ from transformers import TrainerCallback
 from talr import analysis, losses, stats
 from talr.data.formats import DataFormatError, tokenize_examples
 from talr.divergence import DivergenceRule, TrainingDiverged
+from talr.methods.talr import TalrWeighting
+from talr.step_normalizer import weights_as_trained
 
 logger = logging.getLogger(__name__)
 
@@ -80,16 +82,16 @@ def curriculum_record(initial: list[analysis.ExampleScores], current: list[analy
 
 
 class HardTokenProbe(TrainerCallback):
-    """The ``hard_tokens`` probe on tokenised training ``features``; TALR weights use ``group_size`` micro-batches
-    and the run's TALR settings (also for non-TALR runs: the weights TALR would have given)."""
+    """The ``hard_tokens`` probe on tokenised training ``features``. Its TALR weights are the ones training computes
+    (talr.step_normalizer.weights_as_trained: the run's TALR settings, normalised over what training normalises
+    over, an optimizer step by default), also for non-TALR runs: the weights TALR would have given."""
 
-    def __init__(self, features: list[dict], pad_token_id: int, log: ProbeLog, talr_config, group_size: int,
-                 batch_size: int = 8):
+    def __init__(self, features: list[dict], pad_token_id: int, log: ProbeLog, config, batch_size: int = 8):
         self.features = features
         self.pad_token_id = pad_token_id
         self.log = log
-        self.talr = talr_config
-        self.group_size = group_size
+        self.config = config
+        self.talr = TalrWeighting(config)
         self.batch_size = batch_size
         self.initial: list[analysis.ExampleScores] | None = None
         self.last_step: int | None = None
@@ -98,12 +100,14 @@ class HardTokenProbe(TrainerCallback):
         scores = analysis.score_features(model, self.features, self.pad_token_id, self.batch_size)
         if self.initial is None:
             self.initial = scores
-        weights = analysis.talr_token_weights(scores, self.group_size, self.talr.tau, self.talr.tau_scope,
-                                              self.talr.w_min, self.talr.tau_min)
-        record = curriculum_record(self.initial, scores, weights)
+        record = curriculum_record(self.initial, scores, self.token_weights(scores))
         self.log.write(state, {"probe": "hard_tokens", "step": state.global_step, "epoch": state.epoch or 0.0,
                                "examples": len(scores), **record})
         self.last_step = state.global_step
+
+    def token_weights(self, scores: list[analysis.ExampleScores]) -> list[np.ndarray]:
+        """The TALR weight of each scored token, as training computes it for these examples in this order."""
+        return weights_as_trained(self.talr, [s.logp for s in scores], self.config)
 
     def resume(self, model, step: int) -> None:
         """Continue a run resumed at ``step``: ``model`` (the starting model, before the checkpoint's weights load)
@@ -271,8 +275,7 @@ def build_probes(config, examples: list[dict], tokenizer, run_dir: Path) -> tupl
         slice_ = analysis.sample_examples(examples, p.hard_token_size, config.seed)
         hard_features = _probe_features(slice_, tokenizer, max_length, "hard-token probe slice")
     if hard_features:
-        callbacks.append(HardTokenProbe(hard_features, pad, log, config.talr, config.training.per_device_batch_size,
-                                        p.batch_size))
+        callbacks.append(HardTokenProbe(hard_features, pad, log, config, p.batch_size))
     log.header = {"probe": "setup", "domain_source": source if domain_examples else None,
                   "domain_held_out_indices": held_out_indices, "sets": {name: len(f) for name, f in sets.items()},
                   "hard_token_examples": len(hard_features)}

@@ -16,11 +16,23 @@ from typing import Any, Literal
 
 import yaml
 
-from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, PRESETS, REGULARIZERS
+from talr.methods.registry import AXES, PRESETS, option_sections
 
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the offending key."""
+
+
+def _positive(section, *names: str) -> None:
+    for name in names:
+        if not getattr(section, name) > 0:
+            raise ConfigError(f"{name}: must be positive, got {getattr(section, name)}")
+
+
+def _non_negative(section, *names: str) -> None:
+    for name in names:
+        if getattr(section, name) < 0:
+            raise ConfigError(f"{name}: must be >= 0, got {getattr(section, name)}")
 
 
 @dataclass
@@ -35,33 +47,72 @@ class DatasetSpec:
     limit: int | None = None
     data_dir: str | None = None  # a folder laid out like ../shared/data (default: talr.paths.data_dir())
 
+    def check(self) -> None:
+        if (self.path is None) == (self.source is None):
+            raise ConfigError("path: give either a JSONL path or a data source (`source:`), not both or neither")
+        if self.limit is not None and self.limit <= 0:
+            raise ConfigError("limit: must be positive")
+        if self.source is not None:
+            from talr.data.sources import SOURCES
+
+            module = SOURCES.get(self.source)
+            if module is None:
+                raise ConfigError(f"source: unknown data source {self.source!r} (known: {', '.join(SOURCES)})")
+            if self.split not in module.SPLITS:
+                raise ConfigError(f"split: {self.source} has no split {self.split!r} "
+                                  f"(known: {', '.join(module.SPLITS)})")
+            if self.format is not None and self.format not in module.FORMATS:
+                raise ConfigError(f"format: {self.source} has no format {self.format!r} "
+                                  f"(known: {', '.join(module.FORMATS)})")
+
 
 @dataclass
 class DataConfig:
     train: DatasetSpec = field(default_factory=DatasetSpec)
-    max_length: int = 512
+    max_length: int = 512  # tokens per example (prompt + answer); longer examples are truncated from the left
+
+    def check(self) -> None:
+        _positive(self, "max_length")
+        _checked("train", self.train)
 
 
 @dataclass
 class MethodConfig:
-    """The method as independent axes; ``method: NAME`` in YAML picks a preset from ``talr.methods.PRESETS``."""
+    """The method as independent axes (talr.methods.registry); ``method: NAME`` in YAML applies a preset."""
 
     loss: str = "sft"
     regularizer: str = "none"
     adapter: str = "full"
     averaging: str = "none"
 
+    def check(self) -> None:
+        for axis, registry in AXES.items():
+            value = getattr(self, axis)
+            if value not in registry:
+                raise ConfigError(f"{axis}: unknown value {value!r} (known: {', '.join(registry)})")
+
 
 @dataclass
 class TalrConfig:
+    """TALR's settings (talr.losses documents each choice and where it comes from)."""
+
+    # "median": the batch's median token loss (tau_scope: token) or median per-sequence mean loss (sequence); or a
+    # fixed positive number.
     tau: float | Literal["median"] = "median"
     tau_scope: Literal["token", "sequence"] = "token"
+    # The paper floors the weights but does not publish the value; in mean-normalised units (uniform weights are 1).
     w_min: float = 0.01
-    tau_min: float = 1e-3
+    tau_min: float = 1e-3  # a dynamic tau never goes below this (a perfectly predicted batch would divide by 0)
     # "step": softmax normaliser and tau over the whole optimizer step (all accumulation micro-batches and processes;
     # a no-grad pre-pass when gradient_accumulation_steps > 1). "micro_batch": over each micro-batch (cheaper; the
     # update then depends on how the batch is split).
     normalize_over: Literal["step", "micro_batch"] = "step"
+
+    def check(self) -> None:
+        if self.tau != "median" and not self.tau > 0:
+            raise ConfigError(f"tau: a fixed tau must be positive, got {self.tau}")
+        _non_negative(self, "w_min")
+        _positive(self, "tau_min")
 
 
 @dataclass
@@ -71,6 +122,9 @@ class L2Config:
     # lambda = 1e-3: REGULARIZATION_LAMBDA of FLOW's reference launch script (Sanyal et al. 2025,
     # language/scripts/launch_ft_arithmetic.slurm), whose trainer also divides by P.
     weight: float = 1e-3
+
+    def check(self) -> None:
+        _non_negative(self, "weight")
 
 
 @dataclass
@@ -83,6 +137,11 @@ class LoraConfig:
     target_modules: str | list[str] = "all-linear"
     save_merged: bool = True  # also write run_dir/merged/ (a plain model folder) next to the adapter in model/
 
+    def check(self) -> None:
+        _positive(self, "r", "alpha")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout: must be in [0, 1), got {self.dropout}")
+
 
 @dataclass
 class FlowConfig:
@@ -92,13 +151,22 @@ class FlowConfig:
     batch_size: int = 8  # of the no-grad scoring pass before training
     cache: bool = True  # reuse the base model's token log-probabilities (talr.reference_stats' disk cache)
 
+    def check(self) -> None:
+        if self.tau != "median" and not self.tau > 0:
+            raise ConfigError(f"tau: a fixed tau must be positive, got {self.tau}")
+        _positive(self, "batch_size")
+
 
 @dataclass
 class WiseFtConfig:
+    """WiSE-FT of one run: its model/ is ``(1 - alpha) * base + alpha * trained`` (talr.averaging)."""
+
     # alpha = 0.5: the mixing coefficient WiSE-FT (Wortsman et al. 2022) recommends when no held-out data picks one.
     alpha: float = 0.5
 
-
+    def check(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise ConfigError(f"alpha: must be in [0, 1], got {self.alpha}")
 @dataclass
 class TrainingConfig:
     learning_rate: float = 5e-6
@@ -138,6 +206,31 @@ class TrainingConfig:
     # "wandb", ... or a list; metrics.jsonl is written either way.
     report_to: str | list[str] = "none"
 
+    def check(self) -> None:
+        _positive(self, "learning_rate", "per_device_batch_size", "gradient_accumulation_steps", "logging_steps")
+        if self.max_steps <= 0 and not self.num_epochs > 0:
+            raise ConfigError("num_epochs: set num_epochs > 0 or max_steps > 0")
+        from transformers.trainer_utils import SchedulerType
+
+        schedulers = [s.value for s in SchedulerType]
+        if self.lr_scheduler not in schedulers:
+            raise ConfigError(f"lr_scheduler: unknown scheduler {self.lr_scheduler!r} (known: {', '.join(schedulers)})")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"warmup_ratio: must be in [0, 1), got {self.warmup_ratio}")
+        _non_negative(self, "weight_decay", "max_grad_norm", "save_steps", "save_total_limit", "loss_head_cache_mib")
+        if self.torch_threads is not None:
+            _positive(self, "torch_threads")
+        _non_negative(self, "divergence_margin")
+        _positive(self, "divergence_patience")
+        report_to = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        if set(report_to) - {"none", "all"}:
+            from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
+
+            unknown = [name for name in report_to if name not in {"none", "all", *INTEGRATION_TO_CALLBACK}]
+            if unknown:
+                raise ConfigError(f"report_to: unknown {unknown[0]!r} "
+                                  f"(known: none, all, {', '.join(INTEGRATION_TO_CALLBACK)})")
+
 
 @dataclass
 class ProbesConfig:
@@ -157,6 +250,12 @@ class ProbesConfig:
     hard_token_size: int = 32
     batch_size: int = 8
 
+    def check(self) -> None:
+        if self.domain is not None:
+            _checked("domain", self.domain)
+        _positive(self, "every_n_steps", "batch_size")
+        _non_negative(self, "general_size", "domain_size", "hard_token_size")
+
 
 @dataclass
 class Config:
@@ -173,6 +272,27 @@ class Config:
     wise_ft: WiseFtConfig = field(default_factory=WiseFtConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     probes: ProbesConfig = field(default_factory=ProbesConfig)
+    # The registered methods' own settings, by method name (a top-level YAML key each, e.g. `eaft: {alpha: 1.0}`),
+    # validated against the method class's Options dataclass; see options_for.
+    method_options: dict = field(default_factory=dict)
+
+    def options_for(self, name: str):
+        """The settings of the registered method ``name`` (its ``Options`` dataclass, defaults where the config
+        gives none), or None for a method without options."""
+        if name not in self.method_options:
+            options = _options_class(name)
+            self.method_options[name] = options() if options is not None else None
+        return self.method_options[name]
+
+    def check(self) -> None:
+        for name in ("data", "method", "talr", "l2", "lora", "flow", "wise_ft", "training", "probes"):
+            _checked(name, getattr(self, name))
+        if self.method.averaging != "none" and not self.training.save_model:
+            raise ConfigError(f"method.averaging: {self.method.averaging} averages the saved model; "
+                              "set training.save_model: true")
+        for name, options in self.method_options.items():
+            if options is not None:
+                _checked(name, options)
 
 
 def _type_name(tp: Any) -> str:
@@ -255,118 +375,70 @@ def build_dataclass(cls: type, data: dict, prefix: str = ""):
     return cls(**kwargs)
 
 
+def _checked(prefix: str, section) -> None:
+    """Run a section's own ``check()``, naming the section in the error (``talr.tau: ...``)."""
+    try:
+        section.check()
+    except ConfigError as err:
+        raise ConfigError(f"{prefix}.{err}") from None
+
+
+def _options_class(name: str):
+    """The ``Options`` dataclass of the registered method ``name`` (imports its module), or None."""
+    registry = option_sections()[name]
+    return getattr(registry.load(name), "Options", None)
+
+
 def _normalise(raw: dict) -> dict:
-    """Accept the YAML shorthands: ``method: NAME`` (a preset) and ``data.train: PATH``."""
+    """Accept the YAML shorthands: ``method: NAME`` (a preset: its sections, under the config's own keys) and
+    ``data.train: PATH``."""
     raw = dict(raw)
     method = raw.get("method")
     if isinstance(method, str):
         if method not in PRESETS:
             raise ConfigError(f"method: unknown preset {method!r} (known: {', '.join(PRESETS)})")
-        raw["method"] = dict(PRESETS[method])
+        for section, values in PRESETS[method].items():
+            own = raw.get(section) if section != "method" else None
+            raw[section] = {**values, **own} if isinstance(own, dict) else (dict(values) if own is None else own)
     data = raw.get("data")
     if isinstance(data, dict) and isinstance(data.get("train"), str):
         raw["data"] = {**data, "train": {"path": data["train"]}}
     return raw
 
 
-def _check_source(key: str, spec: DatasetSpec) -> None:
-    from talr.data.sources import SOURCES
+def _split_method_options(raw: dict) -> tuple[dict, dict]:
+    """``(the config's own sections, {method name: its options mapping})``: a top-level key that is not a Config
+    field but names a registered method holds that method's options."""
+    fields = {f.name for f in dataclasses.fields(Config)} - {"method_options"}
+    methods = option_sections()
+    own, options = {}, {}
+    for key, value in raw.items():
+        if key == "method_options":
+            raise ConfigError(f"method_options: unknown key (a method's options go under its name, e.g. "
+                              f"{next(iter(methods))}:)")
+        if key not in fields and key in methods:
+            options[key] = value
+        else:
+            own[key] = value
+    return own, options
 
-    module = SOURCES.get(spec.source)
-    if module is None:
-        raise ConfigError(f"{key}.source: unknown data source {spec.source!r} (known: {', '.join(SOURCES)})")
-    if spec.split not in module.SPLITS:
-        raise ConfigError(f"{key}.split: {spec.source} has no split {spec.split!r} (known: {', '.join(module.SPLITS)})")
-    if spec.format is not None and spec.format not in module.FORMATS:
-        raise ConfigError(f"{key}.format: {spec.source} has no format {spec.format!r} "
-                          f"(known: {', '.join(module.FORMATS)})")
+
+def _build_method_options(config: Config, raw_options: dict) -> None:
+    used = {getattr(config.method, axis) for axis in AXES}
+    for name in sorted(used | set(raw_options)):
+        if name not in option_sections():
+            continue  # an axis' no-op ("none", "full")
+        options = _options_class(name)
+        if options is None:
+            if name in raw_options:
+                raise ConfigError(f"{name}: this method takes no options")
+            continue
+        config.method_options[name] = build_dataclass(options, raw_options.get(name) or {}, name)
 
 
 def validate(config: Config) -> Config:
-    """Cross-field checks that the types alone cannot express."""
-    axes = {
-        "method.loss": (config.method.loss, LOSS_WEIGHTINGS),
-        "method.regularizer": (config.method.regularizer, REGULARIZERS),
-        "method.adapter": (config.method.adapter, ADAPTERS),
-        "method.averaging": (config.method.averaging, AVERAGINGS),
-    }
-    for key, (value, registry) in axes.items():
-        if value not in registry:
-            raise ConfigError(f"{key}: unknown value {value!r} (known: {', '.join(registry)})")
-    spec = config.data.train
-    if (spec.path is None) == (spec.source is None):
-        raise ConfigError("data.train: give either a JSONL path or a data source (`source:`), not both or neither")
-    if spec.limit is not None and spec.limit <= 0:
-        raise ConfigError("data.train.limit: must be positive")
-    positive = {
-        "training.learning_rate": config.training.learning_rate,
-        "training.per_device_batch_size": config.training.per_device_batch_size,
-        "training.gradient_accumulation_steps": config.training.gradient_accumulation_steps,
-        "training.logging_steps": config.training.logging_steps,
-        "data.max_length": config.data.max_length,
-    }
-    for key, value in positive.items():
-        if not value > 0:
-            raise ConfigError(f"{key}: must be positive, got {value}")
-    if config.training.max_steps <= 0 and not config.training.num_epochs > 0:
-        raise ConfigError("training: set num_epochs > 0 or max_steps > 0")
-    from transformers.trainer_utils import SchedulerType
-
-    schedulers = [s.value for s in SchedulerType]
-    if config.training.lr_scheduler not in schedulers:
-        raise ConfigError(f"training.lr_scheduler: unknown scheduler {config.training.lr_scheduler!r} "
-                          f"(known: {', '.join(schedulers)})")
-    if not 0 <= config.training.warmup_ratio < 1:
-        raise ConfigError(f"training.warmup_ratio: must be in [0, 1), got {config.training.warmup_ratio}")
-    for key in ("weight_decay", "max_grad_norm"):
-        if getattr(config.training, key) < 0:
-            raise ConfigError(f"training.{key}: must be >= 0, got {getattr(config.training, key)}")
-    if config.training.torch_threads is not None and config.training.torch_threads <= 0:
-        raise ConfigError(f"training.torch_threads: must be positive, got {config.training.torch_threads}")
-    for key in ("save_steps", "save_total_limit"):
-        if getattr(config.training, key) < 0:
-            raise ConfigError(f"training.{key}: must be >= 0, got {getattr(config.training, key)}")
-    if not config.training.divergence_margin >= 0 or config.training.divergence_patience <= 0:
-        raise ConfigError("training: divergence_margin must be >= 0 and divergence_patience positive")
-    if config.training.loss_head_cache_mib < 0:
-        raise ConfigError(f"training.loss_head_cache_mib: must be >= 0, got {config.training.loss_head_cache_mib}")
-    report_to = [config.training.report_to] if isinstance(config.training.report_to, str) else config.training.report_to
-    if set(report_to) - {"none", "all"}:
-        from transformers.integrations.integration_utils import INTEGRATION_TO_CALLBACK
-
-        unknown = [name for name in report_to if name not in {"none", "all", *INTEGRATION_TO_CALLBACK}]
-        if unknown:
-            raise ConfigError(f"training.report_to: unknown {unknown[0]!r} "
-                              f"(known: none, all, {', '.join(INTEGRATION_TO_CALLBACK)})")
-    if config.talr.tau != "median" and not config.talr.tau > 0:
-        raise ConfigError(f"talr.tau: a fixed tau must be positive, got {config.talr.tau}")
-    if config.talr.w_min < 0 or config.talr.tau_min <= 0:
-        raise ConfigError("talr: w_min must be >= 0 and tau_min > 0")
-    if config.l2.weight < 0:
-        raise ConfigError(f"l2.weight: must be >= 0, got {config.l2.weight}")
-    if config.lora.r <= 0 or config.lora.alpha <= 0 or not 0 <= config.lora.dropout < 1:
-        raise ConfigError("lora: r and alpha must be positive and dropout in [0, 1)")
-    if config.flow.tau != "median" and not config.flow.tau > 0:
-        raise ConfigError(f"flow.tau: a fixed tau must be positive, got {config.flow.tau}")
-    if config.flow.batch_size <= 0:
-        raise ConfigError(f"flow.batch_size: must be positive, got {config.flow.batch_size}")
-    if not 0 <= config.wise_ft.alpha <= 1:
-        raise ConfigError(f"wise_ft.alpha: must be in [0, 1], got {config.wise_ft.alpha}")
-    if config.method.averaging != "none" and not config.training.save_model:
-        raise ConfigError(f"method.averaging: {config.method.averaging} averages the saved model; "
-                          "set training.save_model: true")
-    domain = config.probes.domain
-    if domain is not None and (domain.path is None) == (domain.source is None):
-        raise ConfigError("probes.domain: give either a JSONL path or a data source (`source:`), not both or neither")
-    for key, dataset in (("data.train", spec), ("probes.domain", domain)):
-        if dataset is not None and dataset.source is not None:
-            _check_source(key, dataset)
-    for key in ("every_n_steps", "batch_size"):
-        if not getattr(config.probes, key) > 0:
-            raise ConfigError(f"probes.{key}: must be positive, got {getattr(config.probes, key)}")
-    for key in ("general_size", "domain_size", "hard_token_size"):
-        if getattr(config.probes, key) < 0:
-            raise ConfigError(f"probes.{key}: must be >= 0, got {getattr(config.probes, key)}")
+    """Every section's own checks (``check()`` next to its fields), then the checks across sections."""
+    config.check()
     return config
 
 
@@ -375,7 +447,10 @@ def config_from_dict(raw: dict | None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the configuration must be a mapping at the top level")
-    return validate(build_dataclass(Config, _normalise(raw)))
+    own, raw_options = _split_method_options(_normalise(raw))
+    config = build_dataclass(Config, own)
+    _build_method_options(config, raw_options)
+    return validate(config)
 
 
 def _yaml_error(where: str, err: yaml.YAMLError) -> ConfigError:
@@ -440,7 +515,10 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
 
 
 def config_to_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)
+    """The config as YAML-ready data; the methods' options go back to their top-level keys."""
+    data = dataclasses.asdict(config)
+    options = data.pop("method_options")
+    return {**data, **{name: values for name, values in options.items() if values is not None}}
 
 
 def save_config(config: Config, path: str | Path) -> None:

@@ -49,17 +49,6 @@ def flow_weights(sample_losses: Sequence[float], tau: float) -> list[float]:
     return [math.exp(-float(f) / tau) for f in sample_losses]
 
 
-def flow_token_weights(logp: torch.Tensor, mask: torch.Tensor, inputs: dict, config) -> torch.Tensor:
-    """Every supervised token of sample s carries the sample's weight ``w_s`` (a loss weighting for the registry)."""
-    if SAMPLE_WEIGHT not in inputs:
-        raise KeyError(
-            f"FLOW needs the batch field {SAMPLE_WEIGHT!r}: compute it with talr.flow.add_sample_weights, stack it "
-            f"with CausalLMCollator(float_fields=({SAMPLE_WEIGHT!r},)) and pass side_fields=({SAMPLE_WEIGHT!r},)"
-        )
-    sample_weight = inputs[SAMPLE_WEIGHT].to(device=logp.device, dtype=logp.dtype)
-    return sample_weight[:, None] * mask.to(logp.dtype)
-
-
 def base_sample_losses(model: torch.nn.Module, tokenizer, examples: Sequence[dict], features: Sequence[dict],
                        config) -> tuple[list[float], Path | None]:
     """Per-feature mean NLL under the base model: a reduction of the reference model's token log-probabilities

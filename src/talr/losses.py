@@ -11,29 +11,33 @@ TALR (Token-Adaptive Loss Reweighting, Lin et al. 2025) gives each supervised to
 whose exact minimiser is ``w = softmax(-l / tau)``, i.e. ``w_i ∝ p_theta(x_i) ** (1 / tau)``: hard (low-probability)
 tokens get less weight and move the model less. Choices the paper leaves open, with the defaults used here:
 
+The settings travel as one :class:`talr.config.TalrConfig` (the ``talr:`` config section, whose defaults are the only
+place they are written):
+
 * ``tau="median"``: the median token loss of the batch (``tau_scope="token"``) or the median of the per-sequence mean
   losses (``tau_scope="sequence"``). The median of an even count is the mean of the two middle values (numpy's
   convention). A dynamic tau is clamped below at ``tau_min`` so a batch the model already predicts perfectly does not
   divide by zero.
 * ``w_min=0.01``: the paper floors the weights to keep hard tokens alive but does not publish the value. The floor is
   in mean-normalised units (a uniform weighting has every weight 1), applied before renormalising.
-* The normalisation set is the supervised tokens of the batch the function is given (the trainer passes one
-  micro-batch).
+* The normalisation set is the supervised tokens of the batch the function is given (the trainer passes the whole
+  optimizer step, talr.step_normalizer).
+
+``sft_loss``, ``talr_loss`` and ``dft_loss`` are reference implementations (one loss from ``logp`` and ``mask``) for
+tests and benchmarks; training goes through the registered weightings (talr.methods) and :func:`weighted_nll`.
 """
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
-TAU_MIN = 1e-3
-HARD_TOKEN_PROB = 0.2  # a token is "hard" when the model gives it probability below this (the paper's threshold)
+from talr.config import TalrConfig
 
-TauSpec = float | Literal["median"]
-TauScope = Literal["token", "sequence"]
+IGNORE_INDEX = -100
+TAU_MIN = TalrConfig.tau_min  # the floor of a dynamic temperature (FLOW's median tau shares it)
+HARD_TOKEN_PROB = 0.2  # a token is "hard" when the model gives it probability below this (the paper's threshold)
+DEFAULT_TALR = TalrConfig()
 
 
 def token_logprobs(
@@ -104,11 +108,11 @@ def _masked_median(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ordered.gather(0, middle).mean()
 
 
-def talr_tau(
-    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
-    tau_min: float = TAU_MIN,
-) -> torch.Tensor:
-    """The temperature of TALR's weights for this batch (a detached float32 scalar)."""
+def talr_tau(logp: torch.Tensor, mask: torch.Tensor, settings: TalrConfig = DEFAULT_TALR) -> torch.Tensor:
+    """The temperature of TALR's weights for this batch (a detached float32 scalar): ``settings.tau`` when fixed,
+    else the median of the token losses (``tau_scope: token``) or of the per-sequence mean losses (``sequence``),
+    clamped below at ``tau_min``."""
+    tau, tau_scope = settings.tau, settings.tau_scope
     if tau != "median":
         if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not tau > 0:
             raise ValueError(f"tau must be 'median' or a positive number, got {tau!r}")
@@ -123,22 +127,20 @@ def talr_tau(
         median = _masked_median(per_sequence, counts > 0)
     else:
         raise ValueError(f"tau_scope must be 'token' or 'sequence', got {tau_scope!r}")
-    return median.clamp_min(tau_min)
+    return median.clamp_min(settings.tau_min)
 
 
-def talr_weights(
-    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
-    w_min: float = 0.01, tau_min: float = TAU_MIN,
-) -> torch.Tensor:
+def talr_weights(logp: torch.Tensor, mask: torch.Tensor, settings: TalrConfig = DEFAULT_TALR) -> torch.Tensor:
     """TALR token weights on the simplex: detached, shaped like ``logp``, summing to 1, zero where ``mask`` is false.
 
     ``w = softmax(-l / tau)`` over the supervised tokens, then floored at ``w_min / N`` (``w_min`` in units where the
     mean weight is 1) and renormalised.
     """
+    w_min = settings.w_min
     if w_min < 0:
         raise ValueError(f"w_min must be >= 0, got {w_min}")
     count = _require_tokens(mask)
-    temperature = talr_tau(logp, mask, tau, tau_scope, tau_min)
+    temperature = talr_tau(logp, mask, settings)
     # softmax(-l / tau) with l = -logp over the supervised tokens; masked ops rather than boolean indexing, which
     # would sync the host with an accelerator on every micro-batch
     scores = (logp.detach().float() / temperature).masked_fill(~mask, float("-inf"))
@@ -154,13 +156,10 @@ def weighted_nll(logp: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return -(weights.detach() * logp).sum()
 
 
-def talr_loss(
-    logp: torch.Tensor, mask: torch.Tensor, tau: TauSpec = "median", tau_scope: TauScope = "token",
-    w_min: float = 0.01, tau_min: float = TAU_MIN,
-) -> torch.Tensor:
+def talr_loss(logp: torch.Tensor, mask: torch.Tensor, settings: TalrConfig = DEFAULT_TALR) -> torch.Tensor:
     """TALR loss ``sum_i w_i * l_i`` with simplex weights: on the same scale as the SFT mean, so learning rates are
     comparable between the two (uniform weights give exactly :func:`sft_loss`)."""
-    return weighted_nll(logp, talr_weights(logp, mask, tau, tau_scope, w_min, tau_min))
+    return weighted_nll(logp, talr_weights(logp, mask, settings))
 
 
 def dft_weights(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -15,20 +15,14 @@ first backward needs its weights, so the trainer runs a no-grad pre-pass over th
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
 # Key under which the trainer passes a micro-batch's precomputed step weights from the pre-pass to compute_loss.
 STEP_WEIGHTS_KEY = "talr_step_weights"
-
-
-def weighting_scope(weighting: Callable) -> str:
-    """What a registered weighting's weights depend on: ``"labels"`` (only which tokens are supervised),
-    ``"token"`` (each token's own log-probability) or ``"batch"`` (every token of the batch; the default, which is
-    always correct)."""
-    return getattr(weighting, "scope", "batch")
 
 
 def _distributed() -> bool:
@@ -44,8 +38,9 @@ def _stack(tensors: Sequence[torch.Tensor], rows: int, cols: int, fill) -> torch
     return out
 
 
-def gather_step(logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]):
-    """Stack the micro-batches' ``[b_k, s_k]`` log-probabilities and masks, and those of every process.
+def gather_step(logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], across_processes: bool = True):
+    """Stack the micro-batches' ``[b_k, s_k]`` log-probabilities and masks, and (``across_processes``, under
+    torch.distributed) those of every process.
 
     Returns ``(logp, mask, first_row)``: the step's ``[rows, max_len]`` tensors (padding masked out; a process's rows
     are padded to the largest process's) and the row where this process's first micro-batch starts.
@@ -54,7 +49,7 @@ def gather_step(logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]):
     local_cols = max(t.shape[1] for t in logps)
     logp = _stack([t.detach().float() for t in logps], local_rows, local_cols, 0.0)
     mask = _stack(list(masks), local_rows, local_cols, False)
-    if not _distributed():
+    if not (across_processes and _distributed()):
         return logp, mask, 0
     world, rank = dist.get_world_size(), dist.get_rank()
     shape = torch.tensor([local_rows, local_cols], device=logp.device)
@@ -70,18 +65,41 @@ def gather_step(logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor]):
     return torch.cat(logps_all), torch.cat(masks_all).bool(), rank * rows
 
 
-def step_token_weights(
-    weighting: Callable, logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor], config
-) -> list[torch.Tensor]:
+def step_token_weights(weighting, logps: Sequence[torch.Tensor], masks: Sequence[torch.Tensor],
+                       across_processes: bool = True) -> list[torch.Tensor]:
     """The weights of each of this process's micro-batches, computed by ``weighting`` over the whole step.
 
-    ``weighting(logp, mask, inputs, config)`` is a registered loss weighting; it sees the step's tokens as one batch
-    (with no side inputs). Each returned tensor is shaped like the corresponding ``logps[k]``.
+    ``weighting`` is a :class:`talr.methods.base.TokenWeighting`; it sees the step's tokens as one batch (with no
+    side inputs). Each returned tensor is shaped like the corresponding ``logps[k]``.
     """
-    logp, mask, first_row = gather_step(logps, masks)
-    weights = weighting(logp, mask, {}, config).detach()
+    logp, mask, first_row = gather_step(logps, masks, across_processes)
+    weights = weighting.weights(logp, mask, {}).detach()
     out, row = [], first_row
     for local in logps:
         out.append(weights[row : row + local.shape[0], : local.shape[1]].to(local.dtype))
         row += local.shape[0]
+    return out
+
+
+def examples_per_normalisation(config) -> int:
+    """How many training examples share one set of batch-dependent weights: the optimizer step's (all accumulation
+    micro-batches of all processes) or, with ``talr.normalize_over: micro_batch``, one micro-batch's."""
+    t = config.training
+    if config.talr.normalize_over == "micro_batch":
+        return t.per_device_batch_size
+    world = dist.get_world_size() if _distributed() else 1
+    return t.per_device_batch_size * t.gradient_accumulation_steps * world
+
+
+def weights_as_trained(weighting, token_logps: Sequence[np.ndarray], config) -> list[np.ndarray]:
+    """The weights ``weighting`` gives each example's supervised tokens (``token_logps[e]``: their
+    log-probabilities) when the examples are fed to training in this order: consecutive groups of
+    :func:`examples_per_normalisation` examples, each through :func:`step_token_weights` as training computes it.
+    Used by the probes and the advisor to report the weights training would use."""
+    group = examples_per_normalisation(config)
+    out: list[np.ndarray] = []
+    for start in range(0, len(token_logps), group):
+        rows = [torch.as_tensor(np.asarray(logp, dtype=np.float64))[None] for logp in token_logps[start:start + group]]
+        masks = [torch.ones_like(row, dtype=torch.bool) for row in rows]
+        out.extend(w[0].numpy().copy() for w in step_token_weights(weighting, rows, masks, across_processes=False))
     return out

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from talr import __version__, flow, losses
+from talr import __version__, losses
 from talr.adapters import is_peft_model, save_merged
 from talr.callbacks import DivergenceCallback, build_probes
 from talr.checkpoints import CHECKPOINTS_DIR, prepare_resume, remove_checkpoints, start_fresh
@@ -36,11 +36,12 @@ from talr.data.formats import CausalLMCollator, tokenize_examples
 from talr.divergence import TrainingDiverged, divergence_rule, record_divergence
 from talr.evaluation.results import atomic_write_json
 from talr.loss_head import CausalLMHead
-from talr.methods import ADAPTERS, AVERAGINGS, LOSS_WEIGHTINGS, REGULARIZERS
+from talr.methods import ADAPTERS, AVERAGINGS, REGULARIZERS
+from talr.methods.base import PreparedRun, TokenWeighting, build_weighting
 from talr.model_card import write_run_cards
 from talr.models import check_model_spec, load_model
 from talr.precision import autocast_name, log_startup, precision_record, resolve_autocast
-from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights, weighting_scope
+from talr.step_normalizer import STEP_WEIGHTS_KEY, step_token_weights
 
 logger = logging.getLogger(__name__)
 
@@ -57,12 +58,13 @@ class TalrTrainer(Trainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args, run_config: Config, regularizer=None, side_fields: tuple[str, ...] = (), **kwargs):
+    def __init__(self, *args, run_config: Config, regularizer=None, weighting: TokenWeighting | None = None,
+                 **kwargs):
         super().__init__(*args, **kwargs)
         self.run_config = run_config
-        self.token_weighting = LOSS_WEIGHTINGS[run_config.method.loss]
+        self.token_weighting = weighting if weighting is not None else build_weighting(run_config)
         self.regularizer = regularizer
-        self.side_fields = side_fields
+        self.side_fields = tuple(self.token_weighting.side_inputs)
         # Always count the step's supervised tokens (transformers only does when it thinks the model computes the
         # loss); compute_loss below never passes num_items_in_batch into the model.
         self.model_accepts_loss_kwargs = True
@@ -73,7 +75,7 @@ class TalrTrainer(Trainer):
         sharded = self.is_fsdp_enabled or self.is_deepspeed_enabled
         self.head = CausalLMHead(self.model, fused=run_config.training.loss_head == "fused" and not sharded,
                                  cache_bytes=run_config.training.loss_head_cache_mib * 2**20)
-        self.weighting_scope = weighting_scope(self.token_weighting)
+        self.weighting_scope = self.token_weighting.scope
 
     def _weights_over_step(self) -> bool:
         return self.weighting_scope == "batch" and self.run_config.talr.normalize_over == "step"
@@ -98,8 +100,7 @@ class TalrTrainer(Trainer):
             logp, mask = self.head.logprobs(model, inputs, labels)
             logps.append(logp)
             masks.append(mask)
-        for batch, weights in zip(batch_samples, step_token_weights(self.token_weighting, logps, masks,
-                                                                    self.run_config)):
+        for batch, weights in zip(batch_samples, step_token_weights(self.token_weighting, logps, masks)):
             batch[STEP_WEIGHTS_KEY] = weights
 
     def _weighted_nll(self, model, inputs, labels, side):
@@ -107,15 +108,15 @@ class TalrTrainer(Trainer):
         weights = inputs.pop(STEP_WEIGHTS_KEY, None)
         if weights is None and self.weighting_scope == "labels":
             mask = labels[:, 1:] != losses.IGNORE_INDEX
-            weights = self.token_weighting(torch.zeros(mask.shape, device=mask.device), mask, side, self.run_config)
+            weights = self.token_weighting.weights(torch.zeros(mask.shape, device=mask.device), mask, side)
         if weights is not None:  # known before the forward: one-pass head
             nll, logp, mask = self.head.weighted_nll(model, inputs, labels, weights.detach())
             return nll, logp, mask, weights.detach()
         logp, mask = self.head.logprobs(model, inputs, labels)
         if model.training and self._weights_over_step():
-            (weights,) = step_token_weights(self.token_weighting, [logp], [mask], self.run_config)
+            (weights,) = step_token_weights(self.token_weighting, [logp], [mask])
         else:
-            weights = self.token_weighting(logp, mask, side, self.run_config).detach()
+            weights = self.token_weighting.weights(logp, mask, side).detach()
         return losses.weighted_nll(logp, weights), logp, mask, weights
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -129,7 +130,7 @@ class TalrTrainer(Trainer):
             inputs.pop(STEP_WEIGHTS_KEY, None)
             outputs = model(**inputs)
             logp, mask = losses.token_logprobs(outputs.logits, labels)
-            weights = self.token_weighting(logp, mask, side, self.run_config).detach()
+            weights = self.token_weighting.weights(logp, mask, side).detach()
             nll = losses.weighted_nll(logp, weights)
         else:
             outputs = None
@@ -174,7 +175,7 @@ class _StepStats:
         self._add("p", (probs * mask).sum())
         self._add("hard", ((probs < losses.HARD_TOKEN_PROB) & mask).sum())
         self._add("input_tokens", attention_mask.sum() if attention_mask is not None else torch.tensor(logp.numel()))
-        tau = losses.talr_tau(logp, mask, config.talr.tau, config.talr.tau_scope, config.talr.tau_min)
+        tau = losses.talr_tau(logp, mask, config.talr)
         self._add("tau", tau)
         self._add("ess", losses.effective_sample_fraction(weights, mask))
         self.batches += 1
@@ -316,32 +317,33 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
     features, token_stats = tokenize_examples(examples, tokenizer, config.data.max_length, source=source)
     logger.info("Training on %d examples (%d supervised tokens)", len(features), token_stats.supervised_tokens)
 
-    side_fields: tuple[str, ...] = ()
-    if config.method.loss == "flow":  # static sample weights from the base model, before any adapter
-        restored = checkpoint is not None and flow.restore_sample_weights(features, run_dir)
-        side_fields = restored or flow.add_sample_weights(model, tokenizer, examples, features, config, run_dir)
-    model = ADAPTERS[config.method.adapter](model, config)
-    regularizer = REGULARIZERS[config.method.regularizer](model, config)
+    weighting = build_weighting(config)
+    # one-time work of the weighting (FLOW scores the base model) on the starting model, before any adapter
+    weighting.prepare(PreparedRun(model, tokenizer, examples, features, run_dir, resumed=checkpoint is not None))
+    adapter = ADAPTERS.load(config.method.adapter)
+    model = adapter(model, config) if adapter else model
+    make_regularizer = REGULARIZERS.load(config.method.regularizer)
+    regularizer = make_regularizer(model, config) if make_regularizer else None
     args = training_arguments(config, run_dir)
     rule = divergence_rule(config)
     trainer = TalrTrainer(
         model=model,
         args=args,
         train_dataset=features,
-        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=side_fields),
+        data_collator=CausalLMCollator(pad_token_id=tokenizer.pad_token_id, float_fields=weighting.side_inputs),
         processing_class=tokenizer,
         callbacks=[MetricsFileCallback(metrics_path), *([DivergenceCallback(rule)] if rule else []),
                    *probe_callbacks, *callbacks],
         run_config=config,
         regularizer=regularizer,
-        side_fields=side_fields,
+        weighting=weighting,
     )
     if checkpoint is not None:
         for probe in probe_callbacks:  # baselines from the starting model, before the checkpoint's weights load
             probe.resume(trainer.model, checkpoint.step)
     result = _run_trainer(trainer, checkpoint, rule, config)
 
-    averaging = AVERAGINGS[config.method.averaging]
+    averaging = AVERAGINGS.load(config.method.averaging)
     if config.training.save_model and trainer.is_world_process_zero():
         # model/ always holds the method's final model: the average when there is one, training's own weights
         # (a LoRA adapter for lora runs) then kept in finetuned/

@@ -21,7 +21,7 @@ EXTERNAL_DATA = "<the trainer's train_dataset>"
 def _per_token(name: str) -> bool:
     """Whether a registered weighting needs nothing but the tokens' log-probabilities (FLOW also needs per-sample
     weights scored before training, which only ``talr train`` prepares)."""
-    return not getattr(LOSS_WEIGHTINGS[name], "side_inputs", ())
+    return not LOSS_WEIGHTINGS.load(name).side_inputs
 
 
 def supported_losses() -> list[str]:

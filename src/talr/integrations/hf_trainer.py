@@ -20,7 +20,7 @@ import torch
 from talr import losses
 from talr.config import Config
 from talr.integrations import weighting_config
-from talr.methods import LOSS_WEIGHTINGS
+from talr.methods.base import build_weighting
 
 
 class TokenWeightedLoss:
@@ -28,11 +28,11 @@ class TokenWeightedLoss:
 
     def __init__(self, config: Config):
         self.config = config
-        self.weighting = LOSS_WEIGHTINGS[config.method.loss]
+        self.weighting = build_weighting(config)
 
     def __call__(self, outputs, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
         logp, mask = losses.token_logprobs(outputs.logits, labels)
-        weights = self.weighting(logp, mask, {}, self.config).detach()
+        weights = self.weighting.weights(logp, mask, {}).detach()
         denominator = mask.sum() if num_items_in_batch is None else num_items_in_batch
         # Trainer multiplies by the number of processes itself (average_tokens_across_devices)
         return losses.weighted_nll(logp, weights) / denominator

@@ -121,9 +121,9 @@ class TalrSFTTrainer(TalrTrainer, SFTTrainer):
         if step_weights is not None:
             weights = step_weights.to(logp.dtype)
         elif model.training and self._weights_over_step():
-            (weights,) = step_token_weights(self.token_weighting, [logp], [mask], self.run_config)
+            (weights,) = step_token_weights(self.token_weighting, [logp], [mask])
         else:
-            weights = self.token_weighting(logp, mask, {}, self.run_config).detach()
+            weights = self.token_weighting.weights(logp, mask, {}).detach()
         # TRL's token term is -sum_i logp_i / D * scale; adding -sum_i (w_i - 1) logp_i / D * scale makes it the
         # weighted one while its metrics and auxiliary loss stay as TRL computed them. (SFT's weights are exactly 1.)
         denominator = torch.as_tensor(mask.sum() if num_items_in_batch is None else num_items_in_batch).clamp(min=1)
