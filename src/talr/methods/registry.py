@@ -60,6 +60,7 @@ LOSS_WEIGHTINGS = Registry("method.loss", {
     "talr": "talr.methods.talr:TalrWeighting",
     "dft": "talr.methods.dft:DftWeighting",
     "flow": "talr.methods.flow:FlowWeighting",
+    "asft": "talr.methods.asft:AsftWeighting",
 })
 
 REGULARIZERS = Registry("method.regularizer", {
@@ -99,6 +100,10 @@ PRESETS: dict[str, dict[str, dict]] = {
     "lora": _preset({"method": {"adapter": "lora"}}),
     "wise_ft": _preset({"method": {"averaging": "wise_ft"}}),
     "flow": _preset({"method": {"loss": "flow"}}),
+    # weights from the frozen starting model (PriFT, arXiv 2606.09396) and DFT + a KL anchor to it (ASFT, 2509.23753)
+    "talr_base": _preset({"method": {"loss": "talr"}, "talr": {"weights_from": "base"}}),
+    "dft_base": _preset({"method": {"loss": "dft"}, "dft": {"weights_from": "base"}}),
+    "asft": _preset({"method": {"loss": "asft"}, "training": {"loss_head": "reference"}}),
 }
 
 
