@@ -61,7 +61,7 @@ def worker(args) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from talr.config import config_from_dict
+    from talr.config import apply_overrides, config_from_dict
     from talr.data.formats import write_jsonl
     from talr.trainer import train
 
@@ -71,16 +71,15 @@ def worker(args) -> dict:
     os.environ["TALR_CACHE_DIR"] = str(workdir / "cache")  # a method's scoring pass runs, outside the timed steps
     examples = _examples(batch * accumulation * (args.steps + 1))
     data = write_jsonl(examples, workdir / "train.jsonl")
-    config = config_from_dict({
+    config = config_from_dict(apply_overrides({
         "model": args.model, "output_dir": str(workdir / "run"), "method": preset,
-        **({"method": {**_preset_method(preset), "adapter": adapter}} if adapter else {}),
         "data": {"train": str(data), "max_length": args.max_length},
         "talr": {"normalize_over": normalize_over},
         "training": {"max_steps": args.steps + 1, "per_device_batch_size": batch,
                      "gradient_accumulation_steps": accumulation, "loss_head": loss_head, "autocast": args.autocast,
                      "logging_steps": 10_000, "learning_rate": 1e-5, "save_model": False, "save_steps": 0},
         "probes": {"enabled": False, "general": None, "domain_size": 0, "hard_token_size": 0},
-    })
+    }, [f"method.adapter={adapter}"] if adapter else []))
     ends: list[tuple[float, float]] = []
     start: dict = {}
 
@@ -102,14 +101,7 @@ def worker(args) -> dict:
         "step_s": statistics.median(step_times), "step_times": step_times, "wall_s": statistics.median(wall_times),
         "tokens_per_step": args.max_length * batch * accumulation,
         "peak_mib": (_status_kib("VmHWM") - start["rss_kib"]) / 1024, "rss_start_mib": start["rss_kib"] / 1024,
-        "loss_head": loss_head,
     }
-
-
-def _preset_method(preset: str) -> dict:
-    from talr.methods import PRESETS
-
-    return dict(PRESETS[preset])
 
 
 def main(argv=None) -> None:
