@@ -12,6 +12,8 @@ the model) is a column of its own. A method's one-time scoring pass before train
 is in neither. Usage::
 
     PYTHONPATH=src python benchmarks/train_step.py --steps 3
+"""
+
 from __future__ import annotations
 
 import argparse

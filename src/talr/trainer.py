@@ -148,7 +148,7 @@ class TalrTrainer(Trainer):
                 nll = nll + extra
             outputs = outputs if return_outputs else None
         else:
-            outputs = None
+            outputs = extra = None
             nll, logp, mask, weights = self._weighted_nll(model, inputs, labels, side)
         denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum()
         loss = nll / denominator
@@ -158,7 +158,7 @@ class TalrTrainer(Trainer):
             # added once per optimizer step in total, whatever the accumulation
             loss = loss + penalty / getattr(self, "current_gradient_accumulation_steps", 1)
         if model.training:
-            self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config)
+            self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config, extra)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -183,8 +183,10 @@ class _StepStats:
         self.sums[name] = self.sums[name] + value if name in self.sums else value
 
     @torch.no_grad()
-    def add(self, logp, mask, weights, attention_mask, config: Config) -> None:
+    def add(self, logp, mask, weights, attention_mask, config: Config, auxiliary=None) -> None:
         probs = logp.exp()
+        if auxiliary is not None:  # the weighting's extra term (e.g. ASFT's alpha * KL), summed over these tokens
+            self._add("auxiliary", auxiliary)
         self._add("tokens", mask.sum())
         self._add("nll", -(logp * mask).sum())
         self._add("p", (probs * mask).sum())
@@ -207,6 +209,7 @@ class _StepStats:
             "tau": s["tau"] / self.batches,
             "ess_frac": s["ess"] / self.batches,
             "tokens_per_s": s["input_tokens"] / elapsed,
+            **({"auxiliary_loss": s["auxiliary"] / s["tokens"]} if "auxiliary" in s else {}),
         }
         self.reset()
         return out
