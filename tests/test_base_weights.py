@@ -9,7 +9,6 @@ import pytest
 import torch
 import yaml
 
-from talr import reference_stats
 from talr.config import config_from_dict
 from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
 from talr.losses import IGNORE_INDEX
@@ -139,14 +138,10 @@ needs_data = pytest.mark.skipif(not (data_dir() / "alpaca").is_dir(), reason="be
 
 
 @needs_data
-def test_a_sweep_scores_the_base_model_once(tmp_path, tiny_model_dir, monkeypatch):
+def test_a_sweep_scores_the_base_model_once(tmp_path, tiny_model_dir, scoring_passes):
     """Two grid points with base-model weights (talr_base, dft_base) on the same data: one scoring pass, the second
     point reads the disk cache."""
     from talr.sweep import load_sweep_config, run_sweep
-
-    calls = []
-    real = reference_stats.score_tokens
-    monkeypatch.setattr(reference_stats, "score_tokens", lambda *a, **k: calls.append(1) or real(*a, **k))
     examples = [{"prompt": f"Double {i}.", "completion": f"{2 * i}"} for i in range(16)]
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({
@@ -161,5 +156,5 @@ def test_a_sweep_scores_the_base_model_once(tmp_path, tiny_model_dir, monkeypatc
     }))
     root = run_sweep(load_sweep_config(path))
     assert sorted(p.name for p in (root / "runs").iterdir()) == ["dft_base_lr0.001_seed0", "talr_base_lr0.001_seed0"]
-    assert len(calls) == 1
+    assert len(scoring_passes) == 1
     assert len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 1

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from talr import flow, reference_stats
+from talr import flow
 from talr.config import Config, config_from_dict
 from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
 from talr.losses import IGNORE_INDEX
@@ -104,15 +104,8 @@ def test_missing_weight_column_is_a_clear_error(tiny_model_dir):
         FlowWeighting(Config()).weights(logp, mask, {})
 
 
-def test_second_run_reuses_the_cache_and_new_data_invalidates_it(tmp_path, tiny_model_dir, monkeypatch):
-    calls = []
-    real = reference_stats.score_tokens
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(reference_stats, "score_tokens", counting)
+def test_second_run_reuses_the_cache_and_new_data_invalidates_it(tmp_path, tiny_model_dir, scoring_passes):
+    calls = scoring_passes
     data_file = write_jsonl(_examples(), tmp_path / "train.jsonl")
     first = train(_config(tmp_path, tiny_model_dir, data_file))
     first_weights = json.loads((first / "flow_weights.json").read_text())

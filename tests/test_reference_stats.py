@@ -21,19 +21,6 @@ def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("TALR_CACHE_DIR", str(tmp_path / "cache"))
 
 
-@pytest.fixture
-def counted(monkeypatch):
-    calls = []
-    real = reference_stats.score_tokens
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(reference_stats, "score_tokens", counting)
-    return calls
-
-
 def _config(model_dir, max_length=96):
     return config_from_dict({"model": str(model_dir), "data": {"train": "unused.jsonl", "max_length": max_length}})
 
@@ -53,7 +40,7 @@ def test_token_logprobs_match_a_float64_pass_one_sequence_at_a_time(tiny_model_d
         np.testing.assert_allclose(values, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_cache_is_hit_by_the_same_key_and_missed_by_another(tiny_model_dir, tmp_path, counted):
+def test_cache_is_hit_by_the_same_key_and_missed_by_another(tiny_model_dir, tmp_path, scoring_passes):
     model, tokenizer = load_model(tiny_model_dir)
     examples = _examples()
     features, _ = tokenize_examples(examples, tokenizer, 96)
@@ -62,26 +49,26 @@ def test_cache_is_hit_by_the_same_key_and_missed_by_another(tiny_model_dir, tmp_
     assert path.parent == tmp_path / "cache" / "reference" and path.suffix == ".safetensors"
     again, same_path = reference_stats.reference_token_logprobs(model, tokenizer, examples, features,
                                                                 _config(tiny_model_dir))
-    assert len(counted) == 1 and same_path == path
+    assert len(scoring_passes) == 1 and same_path == path
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)  # float32 in, float32 out: bit-exact
     # a subset of the features (e.g. after a different hold-out) reads its own rows
     subset, _ = reference_stats.reference_token_logprobs(model, tokenizer, examples, features[2:5],
                                                          _config(tiny_model_dir))
-    assert len(counted) == 1 and all(np.array_equal(a, b) for a, b in zip(first[2:5], subset))
+    assert len(scoring_passes) == 1 and all(np.array_equal(a, b) for a, b in zip(first[2:5], subset))
 
     reference_stats.reference_token_logprobs(model, tokenizer, examples, features, _config(tiny_model_dir, 64))
     changed = _examples()
     changed[0]["messages"][1]["content"] = "Other."
     changed_features, _ = tokenize_examples(changed, tokenizer, 96)
     reference_stats.reference_token_logprobs(model, tokenizer, changed, changed_features, _config(tiny_model_dir))
-    assert len(counted) == 3  # max_length and the data are part of the key
+    assert len(scoring_passes) == 3  # max_length and the data are part of the key
     reference_stats.reference_token_logprobs(model, tokenizer, examples, features, _config(tiny_model_dir),
                                              use_cache=False)
-    assert len(counted) == 4
+    assert len(scoring_passes) == 4
 
 
-def test_an_unreadable_cache_file_is_recomputed(tiny_model_dir, counted):
+def test_an_unreadable_cache_file_is_recomputed(tiny_model_dir, scoring_passes):
     model, tokenizer = load_model(tiny_model_dir)
     examples = _examples()
     features, _ = tokenize_examples(examples, tokenizer, 96)
@@ -90,7 +77,7 @@ def test_an_unreadable_cache_file_is_recomputed(tiny_model_dir, counted):
     path.write_bytes(b"not a safetensors file")
     second, _ = reference_stats.reference_token_logprobs(model, tokenizer, examples, features,
                                                          _config(tiny_model_dir))
-    assert len(counted) == 2 and all(np.array_equal(a, b) for a, b in zip(first, second))
+    assert len(scoring_passes) == 2 and all(np.array_equal(a, b) for a, b in zip(first, second))
 
 
 def test_sample_mean_losses_reduce_the_token_table():

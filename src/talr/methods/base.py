@@ -63,8 +63,8 @@ class TokenWeighting:
         if self.needs_logits and config.training.loss_head == "fused":
             from talr.config import ConfigError
 
-            raise ConfigError(f"training.loss_head: the {config.method.loss} loss reads the full logits, which the fused "
-                              "head never forms; set training.loss_head: reference")
+            raise ConfigError(f"training.loss_head: the {config.method.loss} loss reads the full logits, which the "
+                              "fused head never forms; set training.loss_head: reference")
 
     def use_base_model_logprobs(self) -> None:
         """Compute the weights from the frozen starting model's token log-probabilities (``weights_from: base``;
