@@ -1,13 +1,16 @@
-"""Whole training-step throughput and peak memory of SFT vs the token weightings (TALR and its variants, DFT, EAFT)
-on the embedded SmolLM2-135M, as a markdown table.
+"""Whole training-step time and peak memory of the method presets (SFT, TALR and its variants, DFT, EAFT, the
+frozen-base weights, ASFT) on the embedded SmolLM2-135M, as a markdown table.
 
-Each setting runs ``TalrTrainer`` (the real engine: data collator, autocast, AdamW, clipping) in a fresh process for
-``1 + --steps`` optimizer steps on synthetic chat examples that all fill ``--max-length`` tokens. The first step is
-not timed; the time of a step is between consecutive ``on_step_end`` callbacks, so it includes the step's data fetch
-and, for TALR over the whole step with gradient accumulation, its no-grad pre-pass. Times are the process's CPU time
-(one torch thread: the work done, barely moved by other jobs on a shared machine), wall time beside it. Peak memory
-is the process's peak resident size above its size once the model and trainer are built (``VmHWM`` after a reset;
-it includes AdamW's state). Usage::
+Each setting trains through ``talr.trainer.train`` (the real recipe: the method's one-time ``prepare``, its adapter,
+data collator, autocast, AdamW, clipping) in a fresh process for ``1 + --steps`` optimizer steps on synthetic chat
+examples that all fill ``--max-length`` tokens. The first step is not timed; the time of a step is between
+consecutive ``on_step_end`` callbacks, so it includes the step's data fetch and, for TALR over the whole step with
+gradient accumulation, its no-grad pre-pass. Times are the process's CPU time (one torch thread: the work done, barely
+moved by other jobs on a shared machine), wall time beside it. Peak memory is the process's peak resident size above
+its size when training begins (``VmHWM`` after a reset in ``on_train_begin``; it includes AdamW's state); the size
+at that moment ("RSS at start": the model, the trainer and anything ``prepare`` built, e.g. ASFT's frozen copy of
+the model) is a column of its own. A method's one-time scoring pass before training (FLOW, ``weights_from: base``)
+is in neither. Usage::
 
     PYTHONPATH=src python benchmarks/train_step.py --steps 3
 """
@@ -18,7 +21,6 @@ import argparse
 import json
 import os
 import random
-import re
 import shlex
 import statistics
 import subprocess
@@ -30,23 +32,29 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loss_head import _pythonpath, _status_kib, machine  # noqa: E402
 
-# name -> (method preset, loss_head, normalize_over, per-device batch, accumulation) at the same 4 sequences per step;
-# a name starts with its preset, and each setting is compared with the "sft" one of the same head and split.
+# name -> (preset, loss_head, normalize_over, per-device batch, accumulation, adapter or None for the preset's) at the
+# same 4 sequences per step
 SETTINGS = {
-    "sft reference head": ("sft", "reference", "step", 4, 1),
-    "sft fused": ("sft", "fused", "step", 4, 1),
-    "talr reference head": ("talr", "reference", "step", 4, 1),
-    "talr fused": ("talr", "fused", "step", 4, 1),
-    "sft fused, 2x2": ("sft", "fused", "step", 2, 2),
-    "talr fused, 2x2, step-exact": ("talr", "fused", "step", 2, 2),
-    "talr fused, 2x2, micro-batch": ("talr", "fused", "micro_batch", 2, 2),
-    "talr_seq fused": ("talr_seq", "fused", "step", 4, 1),
-    "talr_tau1 fused": ("talr_tau1", "fused", "step", 4, 1),
-    "talr_disc fused": ("talr_disc", "fused", "step", 4, 1),
-    "dft reference head": ("dft", "reference", "step", 4, 1),
-    "dft fused": ("dft", "fused", "step", 4, 1),
-    "eaft reference head": ("eaft", "reference", "step", 4, 1),
-    "eaft fused": ("eaft", "fused", "step", 4, 1),
+    "sft reference head": ("sft", "reference", "step", 4, 1, None),
+    "sft fused": ("sft", "fused", "step", 4, 1, None),
+    "talr reference head": ("talr", "reference", "step", 4, 1, None),
+    "talr fused": ("talr", "fused", "step", 4, 1, None),
+    "sft fused, 2x2": ("sft", "fused", "step", 2, 2, None),
+    "talr fused, 2x2, step-exact": ("talr", "fused", "step", 2, 2, None),
+    "talr fused, 2x2, micro-batch": ("talr", "fused", "micro_batch", 2, 2, None),
+    "talr_base fused": ("talr_base", "fused", "step", 4, 1, None),
+    "dft_base fused": ("dft_base", "fused", "step", 4, 1, None),
+    "talr_seq fused": ("talr_seq", "fused", "step", 4, 1, None),
+    "talr_tau1 fused": ("talr_tau1", "fused", "step", 4, 1, None),
+    "talr_disc fused": ("talr_disc", "fused", "step", 4, 1, None),
+    "dft reference head": ("dft", "reference", "step", 4, 1, None),
+    "dft fused": ("dft", "fused", "step", 4, 1, None),
+    "eaft reference head": ("eaft", "reference", "step", 4, 1, None),
+    "eaft fused": ("eaft", "fused", "step", 4, 1, None),
+    "asft reference head": ("asft", "reference", "step", 4, 1, None),
+    "sft lora reference head": ("sft", "reference", "step", 4, 1, "lora"),
+    "sft lora fused": ("sft", "fused", "step", 4, 1, "lora"),
+    "asft lora reference head": ("asft", "reference", "step", 4, 1, "lora"),
 }
 
 WORDS = ("the model learns domain facts while keeping its general skills small learning rates token adaptive "
@@ -63,50 +71,46 @@ def worker(args) -> dict:
     import torch
     from transformers import TrainerCallback
 
-    from talr.config import config_from_dict
-    from talr.data.formats import CausalLMCollator, tokenize_examples
+    from talr.config import apply_overrides, config_from_dict
     from talr.io import write_jsonl
-    from talr.models import load_model
-    from talr.trainer import TalrTrainer, training_arguments
+    from talr.trainer import train
 
     torch.set_num_threads(args.threads)
-    method, loss_head, normalize_over, batch, accumulation = SETTINGS[args.worker]
+    preset, loss_head, normalize_over, batch, accumulation, adapter = SETTINGS[args.worker]
     workdir = Path(tempfile.mkdtemp(prefix="talr-bench-"))
+    os.environ["TALR_CACHE_DIR"] = str(workdir / "cache")  # a method's scoring pass runs, outside the timed steps
     examples = _examples(batch * accumulation * (args.steps + 1))
     data = write_jsonl(examples, workdir / "train.jsonl")
-    config = config_from_dict({
-        "model": args.model, "output_dir": str(workdir / "run"), "method": method,
+    config = config_from_dict(apply_overrides({
+        "model": args.model, "output_dir": str(workdir / "run"), "method": preset,
         "data": {"train": str(data), "max_length": args.max_length},
         "talr": {"normalize_over": normalize_over},
         "training": {"max_steps": args.steps + 1, "per_device_batch_size": batch,
                      "gradient_accumulation_steps": accumulation, "loss_head": loss_head, "autocast": args.autocast,
-                     "logging_steps": 10_000, "learning_rate": 1e-5, "save_model": False},
-    })
-    model, tokenizer = load_model(args.model)
-    features, stats = tokenize_examples(examples, tokenizer, args.max_length)
-    tokens_per_step = sum(len(f["input_ids"]) for f in features) / len(features) * batch * accumulation
+                     "logging_steps": 10_000, "learning_rate": 1e-5, "save_model": False, "save_steps": 0},
+        "probes": {"enabled": False, "general": None, "domain_size": 0, "hard_token_size": 0},
+    }, [f"method.adapter={adapter}"] if adapter else []))
     ends: list[tuple[float, float]] = []
+    start: dict = {}
 
     class StepClock(TrainerCallback):
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            start["rss_kib"] = _status_kib("VmRSS")
+            Path("/proc/self/clear_refs").write_text("5")  # VmHWM counts from here
+
         def on_step_end(self, *a, **k):
             ends.append((time.process_time(), time.perf_counter()))
 
-    trainer = TalrTrainer(
-        model=model, args=training_arguments(config, workdir / "run"), train_dataset=features,
-        data_collator=CausalLMCollator(tokenizer.pad_token_id), processing_class=tokenizer, run_config=config,
-        callbacks=[StepClock()],
-    )
-    trainer.args.disable_tqdm = True
-    base = _status_kib("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")
-    trainer.train()
+    run_dir = train(config, callbacks=[StepClock()])
+    run = json.loads((run_dir / "run.json").read_text())["data"]
+    if run["truncated"] != run["kept"]:
+        raise SystemExit(f"only {run['truncated']} of {run['kept']} examples fill {args.max_length} tokens")
     step_times = [b[0] - a[0] for a, b in zip(ends, ends[1:])]
     wall_times = [b[1] - a[1] for a, b in zip(ends, ends[1:])]
     return {
         "step_s": statistics.median(step_times), "step_times": step_times, "wall_s": statistics.median(wall_times),
-        "tokens_per_step": tokens_per_step,
-        "peak_mib": (_status_kib("VmHWM") - base) / 1024, "rss_before_mib": base / 1024,
-        "fused": trainer.head.fused,
+        "tokens_per_step": args.max_length * batch * accumulation,
+        "peak_mib": (_status_kib("VmHWM") - start["rss_kib"]) / 1024, "rss_start_mib": start["rss_kib"] / 1024,
     }
 
 
@@ -140,18 +144,21 @@ def main(argv=None) -> None:
             raise RuntimeError(f"{name} failed:\n{out.stderr[-3000:]}")
         results[name] = json.loads(out.stdout.strip().splitlines()[-1])
 
-    def baseline(name):  # the SFT setting with the same head and split
-        return re.sub(r"^\S+", "sft", name).replace(", step-exact", "").replace(", micro-batch", "")
+    def baseline(name):  # the SFT setting with the same head, split and adapter
+        _, head, _, batch, accumulation, adapter = SETTINGS[name]
+        return next((n for n, (preset, *rest) in SETTINGS.items() if preset == "sft"
+                     and (rest[0], *rest[2:]) == (head, batch, accumulation, adapter)), None)
 
-    print("| setting | step CPU (s) | step wall (s) | tokens per CPU-s | time / SFT same head+split | "
-          "peak MiB above model | peak / SFT same head+split | fused head |")
-    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    def ratio(name, key, of):
+        return f"{results[name][key] / results[of][key]:.3f}" if of in results else "-"
+
+    print("| setting | step CPU (s) | step wall (s) | tokens per CPU-s | time / SFT same head+split+adapter | "
+          "time / sft fused | peak MiB above start | peak / SFT same head+split+adapter | RSS at start MiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in results.items():
-        base = results.get(baseline(name))
-        ratio = f"{r['step_s'] / base['step_s']:.3f}" if base else "-"
-        peak_ratio = f"{r['peak_mib'] / base['peak_mib']:.3f}" if base else "-"
         print(f"| {name} | {r['step_s']:.2f} | {r['wall_s']:.2f} | {r['tokens_per_step'] / r['step_s']:.0f} | "
-              f"{ratio} | {r['peak_mib']:.0f} | {peak_ratio} | {r['fused']} |")
+              f"{ratio(name, 'step_s', baseline(name))} | {ratio(name, 'step_s', 'sft fused')} | "
+              f"{r['peak_mib']:.0f} | {ratio(name, 'peak_mib', baseline(name))} | {r['rss_start_mib']:.0f} |")
     print("\nStep CPU times (s): " + "; ".join(f"{n}: {', '.join(f'{t:.2f}' for t in r['step_times'])}"
                                          for n, r in results.items()))
 

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from talr.config import config_from_dict
+from talr.config import apply_overrides, config_from_dict
 from talr.io import write_jsonl
 from talr.models import load_model
 from talr.trainer import train
@@ -38,3 +38,27 @@ def test_talr_trains_the_embedded_model(tmp_path):
     # concentrate on tokens the model already finds easy), so the check is on the objective, averaged over both batches.
     loss = [json.loads(line)["loss"] for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"nll"' in line]
     assert sum(loss[-2:]) < sum(loss[:2])
+
+
+
+@pytest.mark.parametrize("method, adapter, lr", [("talr_base", "full", 1e-4), ("dft_base", "full", 1e-4),
+                                                 ("asft", "full", 1e-4), ("asft", "lora", 1e-3)])
+def test_frozen_base_methods_lower_their_own_objective(tmp_path, monkeypatch, method, adapter, lr):
+    """One batch, three steps: the objective each method descends falls. With base-model weights that is the logged
+    weighted loss (its weights are fixed). ASFT's token term p_i * l_i with p_i detached has the gradient of -p_i,
+    so what it descends is -mean(p) + alpha * mean(KL); its logged loss moves with the detached weights and may rise
+    while the model fits (p_i * l_i peaks at p_i = 1/e)."""
+    monkeypatch.setenv("TALR_CACHE_DIR", str(tmp_path / "cache"))
+    examples = [{"prompt": f"What is {a} plus {b}?", "completion": f"{a} plus {b} is {a + b}."}
+                for a in range(2, 6) for b in range(3, 5)]
+    raw = {
+        "output_dir": str(tmp_path / "run"), "method": method,
+        "data": {"train": str(write_jsonl(examples, tmp_path / "d.jsonl")), "max_length": 48},
+        "training": {"learning_rate": lr, "max_steps": 3, "logging_steps": 1, "per_device_batch_size": 8,
+                     "warmup_ratio": 0.0, "lr_scheduler": "constant", "save_model": False},
+        "probes": {"enabled": False, "general": None, "domain_size": 0},
+    }
+    run_dir = train(config_from_dict(apply_overrides(raw, [f"method.adapter={adapter}"])))
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if '"nll"' in line]
+    objective = [-r["mean_token_prob"] + r["auxiliary_loss"] if method == "asft" else r["loss"] for r in rows]
+    assert len(objective) == 3 and objective[-1] < objective[0]

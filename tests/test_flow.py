@@ -12,6 +12,7 @@ from talr.io import write_jsonl
 from talr.losses import IGNORE_INDEX
 from talr.methods.flow import FlowWeighting
 from talr.models import load_model
+from talr.reference_stats import sample_mean_losses, score_tokens
 from talr.trainer import TalrTrainer, train, training_arguments
 
 
@@ -62,7 +63,7 @@ def test_a_sample_at_tau_weighs_exp_minus_one():
 def test_scores_are_each_samples_mean_nll(tiny_model_dir):
     model, tokenizer = load_model(tiny_model_dir)
     features, _ = tokenize_examples(_examples(), tokenizer, 128)
-    scores = flow.score_samples(model, features, tokenizer.pad_token_id, batch_size=5)
+    scores = sample_mean_losses(score_tokens(model, features, tokenizer.pad_token_id, batch_size=5))
     for feature, score in zip(features, scores):  # reference: one unpadded sequence at a time, float64
         ids = torch.tensor([feature["input_ids"]])
         with torch.no_grad():
@@ -104,19 +105,12 @@ def test_missing_weight_column_is_a_clear_error(tiny_model_dir):
         FlowWeighting(Config()).weights(logp, mask, {})
 
 
-def test_second_run_reuses_the_cache_and_new_data_invalidates_it(tmp_path, tiny_model_dir, monkeypatch):
-    calls = []
-    real = flow.score_samples
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(flow, "score_samples", counting)
+def test_second_run_reuses_the_cache_and_new_data_invalidates_it(tmp_path, tiny_model_dir, scoring_passes):
+    calls = scoring_passes
     data_file = write_jsonl(_examples(), tmp_path / "train.jsonl")
     first = train(_config(tmp_path, tiny_model_dir, data_file))
     first_weights = json.loads((first / "flow_weights.json").read_text())
-    assert len(calls) == 1 and len(list((tmp_path / "cache" / "flow").glob("*.json"))) == 1
+    assert len(calls) == 1 and len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 1
 
     second = train(_config(tmp_path, tiny_model_dir, data_file, output_dir=str(tmp_path / "run2")))
     assert len(calls) == 1  # no second scoring pass

@@ -181,8 +181,10 @@ def test_weighting_config_errors_name_the_key():
         weighting_config({"loss": "talr", "tua": 1.0})
     with pytest.raises(ConfigError, match="loss: unknown value 'tarl'"):
         weighting_config("tarl")
-    with pytest.raises(ConfigError, match="method.loss: 'flow' needs side inputs"):
-        weighting_config("flow")
+    # what only `talr train` prepares: FLOW's sample weights, the base model's log-probabilities, ASFT's reference
+    for spec in ("flow", {"loss": "talr", "weights_from": "base"}, "asft"):
+        with pytest.raises(ConfigError, match="with these settings needs what only `talr train` prepares"):
+            weighting_config(spec)
 
 
 def test_trl_trainer_rejects_trl_own_dft(tiny_model_dir, tmp_path):

@@ -107,8 +107,10 @@ class HardTokenProbe(TrainerCallback):
         self.last_step = state.global_step
 
     def token_weights(self, scores: list[scoring.ExampleScores]) -> list[np.ndarray]:
-        """The TALR weight of each scored token, as training computes it for these examples in this order."""
-        return weights_as_trained(self.talr, [s.logp for s in scores], self.config)
+        """The TALR weight of each scored token, as training computes it for these examples in this order (from the
+        starting model's scores, the probe's first, when the run's TALR weights come from the base model)."""
+        source = self.initial if self.talr.weights_logp_field is not None else scores
+        return weights_as_trained(self.talr, [s.logp for s in source], self.config)
 
     def resume(self, model, step: int) -> None:
         """Continue a run resumed at ``step``: ``model`` (the starting model, before the checkpoint's weights load)

@@ -108,6 +108,10 @@ class TalrConfig:
     # a no-grad pre-pass when gradient_accumulation_steps > 1). "micro_batch": over each micro-batch (cheaper; the
     # update then depends on how the batch is split).
     normalize_over: Literal["step", "micro_batch"] = "step"
+    # "current": the weights (and a median tau) come from the model being trained; "base": from the frozen starting
+    # model's token log-probabilities, computed once before training and cached (talr.reference_stats; PriFT,
+    # arXiv 2606.09396), so they do not feed back on training.
+    weights_from: Literal["current", "base"] = "current"
 
     def check(self) -> None:
         if self.tau != "median" and not self.tau > 0:
@@ -150,7 +154,7 @@ class FlowConfig:
 
     tau: float | Literal["median"] = "median"
     batch_size: int = 8  # of the no-grad scoring pass before training
-    cache: bool = True  # reuse the base model's per-sample losses from talr.paths.cache_dir()/flow
+    cache: bool = True  # reuse the base model's token log-probabilities (talr.reference_stats' disk cache)
 
     def check(self) -> None:
         if self.tau != "median" and not self.tau > 0:
@@ -292,7 +296,7 @@ class Config:
             raise ConfigError(f"method.averaging: {self.method.averaging} averages the saved model; "
                               "set training.save_model: true")
         for name, options in self.method_options.items():
-            if options is not None:
+            if hasattr(options, "check"):  # an Options dataclass may define its own checks
                 checked_section(name, options)
 
 

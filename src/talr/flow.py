@@ -6,14 +6,13 @@ Each training sample s gets a static weight from the *base* model's loss on it, 
 
 and training minimises ``sum_s w_s * sum_t l_{s,t} / (supervised tokens of the step)``: easy samples (low base loss)
 weigh more, so the model drifts less. As in the reference code, the weights are not renormalised, so the effective
-learning rate is about ``mean(w) * lr``. The scoring pass runs in float32 without autocast and its per-sample losses
-are cached on disk (``talr.paths.cache_dir()/flow/<key>.json``) keyed by the model fingerprint, the dataset content,
-``max_length`` and the chat template, so later runs on the same data skip it.
+learning rate is about ``mean(w) * lr``. ``f_s`` is the mean of the base model's token log-probabilities of s, read
+from the reference statistics cache (talr.reference_stats: one float32 scoring pass per model, data, ``max_length``
+and chat template, shared with the methods whose weights come from the base model).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -25,11 +24,11 @@ import numpy as np
 import torch
 
 from talr import losses
+from talr.reference_stats import reference_token_logprobs, sample_mean_losses
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_WEIGHT = "sample_weight"  # the per-example feature and batch field the weighting reads
-CACHE_VERSION = 1
 
 
 def flow_tau(sample_losses: Sequence[float], tau: float | str = "median", tau_min: float = losses.TAU_MIN) -> float:
@@ -50,98 +49,13 @@ def flow_weights(sample_losses: Sequence[float], tau: float) -> list[float]:
     return [math.exp(-float(f) / tau) for f in sample_losses]
 
 
-@torch.no_grad()
-def score_samples(model: torch.nn.Module, features: Sequence[dict], pad_token_id: int, batch_size: int = 8,
-                  device: str | torch.device | None = None) -> list[float]:
-    """Mean NLL of each feature's supervised tokens under ``model`` (float32, no autocast, eval mode), in order."""
-    from tqdm.auto import tqdm
-
-    from talr.data.formats import CausalLMCollator
-
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    collate = CausalLMCollator(pad_token_id=pad_token_id)
-    was_training = model.training
-    model.eval()
-    # longest first, so the slowest batch shows up at once and padding stays low
-    order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
-    result: list[float] = [math.nan] * len(features)
-    try:
-        for start in tqdm(range(0, len(order), batch_size), desc="FLOW: scoring samples with the base model",
-                          unit="batch"):
-            chunk = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([features[i] for i in chunk]).items()}
-            labels = batch.pop("labels")
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            logp, mask = losses.token_logprobs(logits, labels)
-            mean_nll = -(logp * mask).sum(dim=-1) / mask.sum(dim=-1)
-            for i, value in zip(chunk, mean_nll.tolist()):
-                result[i] = value
-    finally:
-        model.train(was_training)
-    return result
-
-
-def dataset_sha256(examples: Sequence[dict]) -> str:
-    """sha256 of the examples' content (canonical JSON, in order)."""
-    digest = hashlib.sha256()
-    for example in examples:
-        digest.update(json.dumps(example, sort_keys=True, ensure_ascii=False).encode("utf-8"))
-        digest.update(b"\n")
-    return digest.hexdigest()
-
-
-def cache_key(model_fingerprint: str, data_sha256: str, max_length: int, chat_template: str | None) -> str:
-    parts = {"version": CACHE_VERSION, "model": model_fingerprint, "data": data_sha256, "max_length": max_length,
-             "chat_template": chat_template or ""}
-    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8")).hexdigest()[:32]
-
-
-def cache_path(key: str) -> Path:
-    from talr.paths import cache_dir
-
-    return cache_dir() / "flow" / f"{key}.json"
-
-
-def _read_cache(path: Path, indices: Sequence[int]) -> list[float] | None:
-    if not path.is_file():
-        return None
-    try:
-        stored = json.loads(path.read_text())["losses"]
-        return [float(stored[str(i)]) for i in indices]
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        logger.warning("FLOW cache %s is unreadable (%s); recomputing", path, err)
-        return None
-
-
-def _write_cache(path: Path, indices: Sequence[int], sample_losses: Sequence[float], meta: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**meta, "losses": {str(i): f for i, f in zip(indices, sample_losses)}}))
-    os.replace(tmp, path)  # atomic: a reader never sees half a file
-
-
 def base_sample_losses(model: torch.nn.Module, tokenizer, examples: Sequence[dict], features: Sequence[dict],
                        config) -> tuple[list[float], Path | None]:
-    """Per-feature mean NLL under the base model, from the disk cache when ``config.flow.cache`` and the key match;
-    returns ``(losses, cache_file)``."""
-    from talr.models import model_fingerprint
-
-    indices = [f["index"] for f in features]
-    path = None
-    if config.flow.cache:
-        meta = {"model": model_fingerprint(config.model), "data_sha256": dataset_sha256(examples),
-                "max_length": config.data.max_length, "chat_template": getattr(tokenizer, "chat_template", None)}
-        path = cache_path(cache_key(meta["model"], meta["data_sha256"], meta["max_length"], meta["chat_template"]))
-        cached = _read_cache(path, indices)
-        if cached is not None:
-            logger.info("FLOW: reusing the base model's sample losses from %s", path)
-            return cached, path
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
-    sample_losses = score_samples(model, features, tokenizer.pad_token_id, config.flow.batch_size, device)
-    if path is not None:
-        _write_cache(path, indices, sample_losses, {"version": CACHE_VERSION, **meta})
-    return sample_losses, path
+    """Per-feature mean NLL under the base model: a reduction of the reference model's token log-probabilities
+    (talr.reference_stats, cached on disk when ``config.flow.cache``); returns ``(losses, cache_file)``."""
+    token_logps, path = reference_token_logprobs(model, tokenizer, examples, features, config,
+                                                 batch_size=config.flow.batch_size, use_cache=config.flow.cache)
+    return sample_mean_losses(token_logps), path
 
 
 def add_sample_weights(model: torch.nn.Module, tokenizer, examples: Sequence[dict], features: list[dict], config,

@@ -206,6 +206,26 @@ def dft_loss(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return weighted_nll(logp, dft_weights(logp, mask)) / count
 
 
+def reference_kl(logits: torch.Tensor, ref_logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token ``KL(pi_ref || pi_theta) = sum_v q_v (log q_v - log p_v)`` over the full vocabulary, ``p`` the
+    softmax of ``logits`` (the model being trained) and ``q`` of ``ref_logits`` (the frozen reference), both
+    ``[batch, seq, vocab]`` as a causal LM outputs them; ``mask`` is ``[batch, seq - 1]`` as from
+    :func:`token_logprobs`. Returns ``[batch, seq - 1]`` float32, 0 where ``mask`` is false; differentiable wrt
+    ``logits`` (its gradient there is ``p - q``). Only the supervised positions are computed (ASFT, Zhu et al. 2025,
+    sums the KL over the supervised tokens only)."""
+    if logits.shape != ref_logits.shape or logits.shape[:2] != (mask.shape[0], mask.shape[1] + 1):
+        raise ValueError(f"logits {tuple(logits.shape)}, reference logits {tuple(ref_logits.shape)} and mask "
+                         f"{tuple(mask.shape)} disagree")
+    seq, vocab = logits.shape[1], logits.shape[2]
+    positions = mask.nonzero()
+    rows = positions[:, 0] * seq + positions[:, 1]  # position t of the mask predicts with the logits at t
+    log_p = F.log_softmax(logits.reshape(-1, vocab).index_select(0, rows).float(), dim=-1)
+    log_q = F.log_softmax(ref_logits.detach().reshape(-1, vocab).index_select(0, rows).float(), dim=-1)
+    kl = F.kl_div(log_p, log_q, reduction="none", log_target=True).sum(dim=-1)
+    flat = mask.reshape(-1).nonzero().squeeze(1)
+    return torch.zeros(mask.numel(), dtype=kl.dtype, device=kl.device).index_copy(0, flat, kl).view(mask.shape)
+
+
 def effective_sample_fraction(weights: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Effective sample size of the weights as a fraction of the token count: ``1 / (N * sum_i w_i^2)`` with ``w``
     normalised to the simplex; 1 for uniform weights, 1/N when one token takes all the weight. A 0-d tensor on the

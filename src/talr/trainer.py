@@ -78,22 +78,28 @@ class TalrTrainer(Trainer):
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
-        if self._weights_over_step() and len(batch_samples) > 1:
+        # weights read from side inputs are known before any forward, so the step's are computed here even for one
+        # micro-batch; the trained model's need a pre-pass only when a later micro-batch has not run yet
+        from_side = self.token_weighting.weights_logp_field is not None
+        if self._weights_over_step() and (len(batch_samples) > 1 or from_side):
             self._attach_step_weights(batch_samples)
         return batch_samples, num_items_in_batch
 
     @torch.no_grad()
     def _attach_step_weights(self, batch_samples: list[dict]) -> None:
-        """No-grad pre-pass over the step's micro-batches: each backward then uses weights over the whole step."""
+        """The weights of each micro-batch over the whole step, before its backward: from the side inputs the
+        weighting reads, or from a no-grad pre-pass of the trained model over the step's micro-batches."""
         model = self.model_wrapped
         model.train()
         logps, masks, statistics = [], [], []
         for batch in batch_samples:
             inputs = self._prepare_inputs(dict(batch))
             labels = inputs.pop("labels")
-            for name in self.side_fields:
-                inputs.pop(name, None)
-            logp, mask, stats = self._logprobs(model, inputs, labels)
+            side = {name: inputs.pop(name) for name in self.side_fields if name in inputs}
+            mask = labels[:, 1:] != losses.IGNORE_INDEX
+            logp, stats = self.token_weighting.weights_logp(None, mask, side), {}
+            if logp is None:  # not read from side inputs: the trained model's, from a no-grad pass
+                logp, mask, stats = self._logprobs(model, inputs, labels)
             logps.append(logp)
             masks.append(mask)
             statistics.append(stats)
@@ -109,9 +115,13 @@ class TalrTrainer(Trainer):
     def _weighted_nll(self, model, inputs, labels, side):
         """``(sum_i w_i * l_i, logp, mask, weights)`` through the cheapest exact path for this weighting."""
         weights = inputs.pop(STEP_WEIGHTS_KEY, None)
-        if weights is None and self.weighting_scope == "labels":
+        if weights is None:
             mask = labels[:, 1:] != losses.IGNORE_INDEX
-            weights = self.token_weighting.weights(torch.zeros(mask.shape, device=mask.device), mask, side)
+            known = self.token_weighting.weights_logp(None, mask, side)  # read from side inputs
+            if known is None and self.weighting_scope == "labels":
+                known = torch.zeros(mask.shape, device=mask.device)
+            if known is not None:
+                weights = self.token_weighting.weights(known, mask, side)
         if weights is not None:  # known before the forward: one-pass head
             nll, logp, mask = self.head.weighted_nll(model, inputs, labels, weights.detach())
             return nll, logp, mask, weights.detach()
@@ -129,15 +139,23 @@ class TalrTrainer(Trainer):
         # trainable tensor) would all be computed first and wait for the model's, adding a full gradient's memory
         # at the activation peak.
         penalty = self.regularizer.penalty(model) if self.regularizer is not None else None
-        if return_outputs:  # the caller wants the logits
-            inputs.pop(STEP_WEIGHTS_KEY, None)
+        if return_outputs or self.token_weighting.needs_logits:  # the caller or the weighting wants the logits
+            step_weights = inputs.pop(STEP_WEIGHTS_KEY, None)
             outputs = model(**inputs)
             logp, mask = losses.token_logprobs(outputs.logits, labels)
-            side.update(statistics_of_logits(outputs.logits, labels, self.token_weighting.token_statistics))
-            weights = self.token_weighting.weights(logp, mask, side).detach()
+            if step_weights is not None and model.training:
+                weights = step_weights
+            else:
+                side.update(statistics_of_logits(outputs.logits, labels, self.token_weighting.token_statistics))
+                weights = self.token_weighting.weights(
+                    self.token_weighting.weights_logp(logp, mask, side), mask, side).detach()
             nll = losses.weighted_nll(logp, weights)
+            extra = self.token_weighting.auxiliary_loss(model, inputs, outputs.logits, mask)
+            if extra is not None:
+                nll = nll + extra
+            outputs = outputs if return_outputs else None
         else:
-            outputs = None
+            outputs = extra = None
             nll, logp, mask, weights = self._weighted_nll(model, inputs, labels, side)
         denominator = num_items_in_batch if num_items_in_batch is not None else mask.sum()
         loss = nll / denominator
@@ -147,7 +165,7 @@ class TalrTrainer(Trainer):
             # added once per optimizer step in total, whatever the accumulation
             loss = loss + penalty / getattr(self, "current_gradient_accumulation_steps", 1)
         if model.training:
-            self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config)
+            self._stats.add(logp, mask, weights, inputs.get("attention_mask"), self.run_config, extra)
         return (loss, outputs) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -172,8 +190,10 @@ class _StepStats:
         self.sums[name] = self.sums[name] + value if name in self.sums else value
 
     @torch.no_grad()
-    def add(self, logp, mask, weights, attention_mask, config: Config) -> None:
+    def add(self, logp, mask, weights, attention_mask, config: Config, auxiliary=None) -> None:
         probs = logp.exp()
+        if auxiliary is not None:  # the weighting's extra term (e.g. ASFT's alpha * KL), summed over these tokens
+            self._add("auxiliary", auxiliary)
         self._add("tokens", mask.sum())
         self._add("nll", -(logp * mask).sum())
         self._add("p", (probs * mask).sum())
@@ -196,6 +216,7 @@ class _StepStats:
             "tau": s["tau"] / self.batches,
             "ess_frac": s["ess"] / self.batches,
             "tokens_per_s": s["input_tokens"] / elapsed,
+            **({"auxiliary_loss": s["auxiliary"] / s["tokens"]} if "auxiliary" in s else {}),
         }
         self.reset()
         return out

@@ -190,8 +190,10 @@ def tokenize_examples(
 
 @dataclass
 class CausalLMCollator:
-    """Right-pads ``input_ids`` / ``labels`` into a batch. Float per-example fields named in ``float_fields``
-    (e.g. FLOW's ``sample_weight``) are stacked into a tensor so they reach ``compute_loss``."""
+    """Right-pads ``input_ids`` / ``labels`` into a batch. Float fields named in ``float_fields`` reach
+    ``compute_loss`` as tensors: a per-example number (FLOW's ``sample_weight``) is stacked into ``[batch]``, a
+    per-token list aligned with the labels (talr.reference_stats' ``reference_logp``) is padded with 0 into
+    ``[batch, seq]``."""
 
     pad_token_id: int
     pad_to_multiple_of: int | None = None
@@ -212,5 +214,10 @@ class CausalLMCollator:
             batch["attention_mask"][row, :n] = 1
             batch["labels"][row, :n] = torch.tensor(feature["labels"])
         for name in self.float_fields:
-            batch[name] = torch.tensor([float(f[name]) for f in features], dtype=torch.float32)
+            if isinstance(features[0][name], Sequence):
+                batch[name] = torch.zeros((len(features), length), dtype=torch.float32)
+                for row, feature in enumerate(features):
+                    batch[name][row, :len(feature[name])] = torch.tensor(feature[name], dtype=torch.float32)
+            else:
+                batch[name] = torch.tensor([float(f[name]) for f in features], dtype=torch.float32)
         return batch

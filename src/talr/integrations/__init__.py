@@ -20,8 +20,9 @@ EXTERNAL_DATA = "<the trainer's train_dataset>"
 
 def _per_token(name: str) -> bool:
     """Whether a registered weighting needs nothing but the tokens' log-probabilities (FLOW also needs per-sample
-    weights scored before training, which only ``talr train`` prepares)."""
-    return not LOSS_WEIGHTINGS.load(name).side_inputs
+    weights scored before training, which only ``talr train`` prepares; ASFT the full logits and a reference model)."""
+    weighting = LOSS_WEIGHTINGS.load(name)
+    return not weighting.side_inputs and not weighting.needs_logits
 
 
 def supported_losses() -> list[str]:
@@ -46,9 +47,12 @@ def weighting_config(spec: Config | Mapping | str = "talr") -> Config:
         if loss not in LOSS_WEIGHTINGS:
             raise ConfigError(f"loss: unknown value {loss!r} (known: {', '.join(supported_losses())})")
         config = config_from_dict({"method": {"loss": loss}, "talr": options, "data": {"train": EXTERNAL_DATA}})
-    if not _per_token(config.method.loss):
+    from talr.methods.base import build_weighting
+
+    if not _per_token(config.method.loss) or build_weighting(config).side_inputs:  # e.g. talr.weights_from: base
         raise ConfigError(
-            f"method.loss: {config.method.loss!r} needs side inputs only `talr train` prepares; outside it use one of "
-            f"{', '.join(supported_losses())}"
+            f"method.loss: {config.method.loss!r} with these settings needs what only `talr train` prepares (side "
+            f"inputs scored before training, or full logits and a reference model); outside it use one of "
+            f"{', '.join(supported_losses())} with the trained model's own weights"
         )
     return config

@@ -62,6 +62,7 @@ LOSS_WEIGHTINGS = Registry("method.loss", {
     "dft": "talr.methods.dft:DftWeighting",
     "flow": "talr.methods.flow:FlowWeighting",
     "eaft": "talr.methods.eaft:EaftWeighting",
+    "asft": "talr.methods.asft:AsftWeighting",
 })
 
 REGULARIZERS = Registry("method.regularizer", {
@@ -108,6 +109,10 @@ PRESETS: dict[str, dict[str, dict]] = {
     "talr_tau1": _preset({"method": {"loss": "talr"}, "talr": {"tau": 1.0}}),
     "talr_disc": _preset({"method": {"loss": "talr"},
                           "talr": {"normalization": "none", "tau_scope": "sequence", "w_min": 0.01}}),
+    # weights from the frozen starting model (PriFT, arXiv 2606.09396) and DFT + a KL anchor to it (ASFT, 2509.23753)
+    "talr_base": _preset({"method": {"loss": "talr"}, "talr": {"weights_from": "base"}}),
+    "dft_base": _preset({"method": {"loss": "dft"}, "dft": {"weights_from": "base"}}),
+    "asft": _preset({"method": {"loss": "asft"}, "training": {"loss_head": "reference"}}),
 }
 
 

@@ -1,6 +1,7 @@
 """TALR (Lin et al. 2025): ``w_i ∝ p(x_i) ** (1 / tau)`` over the batch's supervised tokens, floored, detached
 (:func:`talr.losses.talr_weights`; the open choices and their defaults are documented there and in the ``talr:``
-config section, :class:`talr.config.TalrConfig`)."""
+config section, :class:`talr.config.TalrConfig`). With ``talr.weights_from: base`` ``p`` (and a median tau) is the
+frozen starting model's probability instead of the trained model's (preset ``talr_base``)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class TalrWeighting(TokenWeighting):
         self.talr = config.talr
         if self.talr.normalization == "none" and self.talr.tau != "median":
             self.scope = "token"  # no normaliser and a fixed tau: each weight is its own token's
+        if config.talr.weights_from == "base":
+            self.use_base_model_logprobs()
 
     def weights(self, logp: torch.Tensor, mask: torch.Tensor, side: dict) -> torch.Tensor:
         if self.talr.normalization == "none":
