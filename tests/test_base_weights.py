@@ -10,7 +10,8 @@ import torch
 import yaml
 
 from talr.config import config_from_dict
-from talr.data.formats import CausalLMCollator, tokenize_examples, write_jsonl
+from talr.data.formats import CausalLMCollator, tokenize_examples
+from talr.io import write_jsonl
 from talr.losses import IGNORE_INDEX
 from talr.methods.base import PreparedRun, build_weighting
 from talr.models import load_model

@@ -51,7 +51,7 @@ def test_config_trains_the_embedded_model(tmp_path, name):
 def test_a_few_steps_lower_the_methods_own_objective(tmp_path, name, adapter):
     """Three steps on the same two short conversations: the logged loss (the method's own weighted objective on that
     batch, before each step's update) goes down."""
-    from talr.data.formats import write_jsonl
+    from talr.io import write_jsonl
     from talr.trainer import train
 
     data = write_jsonl([

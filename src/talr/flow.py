@@ -24,7 +24,9 @@ import numpy as np
 import torch
 
 from talr import losses
+from talr.io import atomic_write_text
 from talr.reference_stats import reference_token_logprobs, sample_mean_losses
+from talr.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ def add_sample_weights(model: torch.nn.Module, tokenizer, examples: Sequence[dic
         summary = {"tau": tau, "cache": str(path) if path else None, "mean_weight": sum(weights) / len(weights),
                    "samples": [{"index": f["index"], "loss": loss, "weight": w}
                                for f, loss, w in zip(features, sample_losses, weights)]}
-        Path(run_dir, "flow_weights.json").write_text(json.dumps(summary, indent=1) + "\n")
+        atomic_write_text(RunDir(run_dir).flow_weights_file, json.dumps(summary, indent=1) + "\n")
     return (SAMPLE_WEIGHT,)
 
 
@@ -82,7 +84,7 @@ def restore_sample_weights(features: list[dict], run_dir: str | os.PathLike) -> 
     """A resumed run's sample weights, read back from the ``flow_weights.json`` it wrote when it started, so it
     trains on exactly those; returns the batch fields as :func:`add_sample_weights` does, or ``()`` when the file is
     missing or does not cover these features (then they are computed again)."""
-    path = Path(run_dir, "flow_weights.json")
+    path = RunDir(run_dir).flow_weights_file
     try:
         stored = {s["index"]: float(s["weight"]) for s in json.loads(path.read_text())["samples"]}
         weights = [stored[f["index"]] for f in features]

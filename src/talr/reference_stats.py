@@ -111,7 +111,7 @@ def _read(path: Path, features: Sequence[dict]) -> list[np.ndarray] | None:
 def _write(path: Path, features: Sequence[dict], token_logps: Sequence[np.ndarray], meta: dict) -> None:
     from safetensors.numpy import save
 
-    from talr.evaluation.results import atomic_write_bytes
+    from talr.io import atomic_write_bytes
 
     lengths = np.array([len(v) for v in token_logps], dtype=np.int64)
     table = {"logp": np.concatenate(token_logps).astype(np.float32),

@@ -72,6 +72,10 @@ class RunDir:
         return self.path / "checkpoints"
 
     @property
+    def flow_weights_file(self) -> Path:
+        return self.path / "flow_weights.json"
+
+    @property
     def eval_dir(self) -> Path:
         return self.path / "eval"
 
