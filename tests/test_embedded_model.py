@@ -48,7 +48,10 @@ def test_frozen_base_methods_lower_their_own_objective(tmp_path, monkeypatch, me
     weighted loss (its weights are fixed). ASFT's token term p_i * l_i with p_i detached has the gradient of -p_i,
     so what it descends is -mean(p) + alpha * mean(KL); its logged loss moves with the detached weights and may rise
     while the model fits (p_i * l_i peaks at p_i = 1/e)."""
-    monkeypatch.setenv("TALR_CACHE_DIR", str(tmp_path / "cache"))
+    from talr import reference_stats
+
+    # a fresh reference cache, but the converted embedded model from the usual cache (no second de-quantisation)
+    monkeypatch.setattr(reference_stats, "cache_path", lambda key: tmp_path / "reference" / f"{key}.safetensors")
     examples = [{"prompt": f"What is {a} plus {b}?", "completion": f"{a} plus {b} is {a + b}."}
                 for a in range(2, 6) for b in range(3, 5)]
     raw = {
