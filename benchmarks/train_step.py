@@ -114,16 +114,23 @@ def worker(args) -> dict:
     }
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def step_benchmark_parser(doc: str, settings: dict) -> argparse.ArgumentParser:
+    """The arguments every whole-step benchmark takes (this one and trl_step.py): each setting runs in a worker
+    process of the same script."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps (after one untimed)")
     parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--settings", nargs="+", default=list(settings), choices=list(settings))
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = step_benchmark_parser(__doc__, SETTINGS)
     parser.add_argument("--autocast", default="auto", choices=["auto", "bf16", "none"],
                         help="auto: bf16 where the hardware computes it natively, float32 elsewhere (talr.precision)")
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))

@@ -11,7 +11,6 @@ included), in process CPU time with one torch thread (wall time beside it). Usag
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shlex
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from loss_head import _pythonpath, machine  # noqa: E402
-from train_step import _examples  # noqa: E402
+from train_step import _examples, step_benchmark_parser  # noqa: E402
 
 # name -> (talr weighting or None for TRL's own loss, per-device batch, accumulation), 4 sequences per step
 SETTINGS = {
@@ -75,14 +74,7 @@ def worker(args) -> dict:
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="smollm2-135m-instruct")
-    parser.add_argument("--steps", type=int, default=3, help="timed optimizer steps (after one untimed)")
-    parser.add_argument("--max-length", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
-    parser.add_argument("--worker", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    args = step_benchmark_parser(__doc__, SETTINGS).parse_args(argv)
     if args.worker:
         print(json.dumps(worker(args)))
         return
