@@ -28,11 +28,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from talr.evaluation.generation import LOG2, _left_padded, _length_sorted_batches, _max_length, _pad_id
+from talr.evaluation.generation import _left_padded, _length_sorted_batches, _max_length, _pad_id
 from talr.evaluation.generation import response_token_ids
 from talr.io import atomic_write_bytes
 from talr.paths import cache_dir
 from talr.run_dir import RunDir
+from talr.scoring import LN2
 
 DEFAULT_TOP_K = 256
 CACHE_FORMAT = "2"  # part of the cache key: bump when what a cache file holds changes
@@ -165,7 +166,7 @@ def text_drift(model, tokenizer, examples: Sequence[dict], base: BaseSide | None
                 raise ValueError(f"text {i}: the base side has {base.ids[i].shape[0]} positions, the text {n}")
             kl = float(partition_kl(base.ids[i].to(logprobs.device), base.logprobs[i].to(logprobs.device),
                                     base.log_rest[i].to(logprobs.device), logprobs).sum())
-        out[i] = {"bits": nats / LOG2, "n_tokens": n, "bytes": len(examples[i]["response"].encode("utf-8")),
+        out[i] = {"bits": nats / LN2, "n_tokens": n, "bytes": len(examples[i]["response"].encode("utf-8")),
                   "kl_nats": kl}
     return out
 

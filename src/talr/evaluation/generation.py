@@ -8,14 +8,14 @@ does not depend on which other prompts share its batch (tests check batched == o
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-LOG2 = math.log(2.0)
+from talr.scoring import LN2
+
 
 
 def chat_prompt(tokenizer, messages: Sequence[dict], prefix: str = "") -> str:
@@ -390,4 +390,4 @@ def response_bits(
     """
     sequences = [response_token_ids(tokenizer, ex["messages"], ex["response"]) for ex in examples]
     logprobs = _span_logprobs(model, sequences, _pad_id(tokenizer), batch_size, progress, "response bits")
-    return [(None if lp is None else -lp / LOG2, n) for lp, (_, n) in zip(logprobs, sequences)]
+    return [(None if lp is None else -lp / LN2, n) for lp, (_, n) in zip(logprobs, sequences)]
