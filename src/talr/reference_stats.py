@@ -54,35 +54,16 @@ def cache_path(key: str) -> Path:
     return cache_dir() / "reference" / f"{key}.safetensors"
 
 
-@torch.no_grad()
-def score_tokens(model: torch.nn.Module, features: Sequence[dict], pad_token_id: int, batch_size: int = 8,
-                 device: str | torch.device | None = None) -> list[np.ndarray]:
-    """Each feature's supervised tokens' log-probabilities under ``model`` (float32, no autocast, eval mode), in
-    order: one float32 array per feature, one entry per supervised label."""
-    from tqdm.auto import tqdm
+def score_tokens(model: torch.nn.Module, features: Sequence[dict], pad_token_id: int,
+                 batch_size: int = 8) -> list[np.ndarray]:
+    """Each feature's supervised tokens' log-probabilities under ``model`` (eval mode, no autocast, on the model's
+    device), in order: one float32 array per feature, one entry per supervised label. The pass is
+    :func:`talr.scoring.score_features`'s, the one the probes and ``talr analyze`` use."""
+    from talr.scoring import score_features
 
-    from talr.data.formats import CausalLMCollator
-
-    device = torch.device(device) if device is not None else next(model.parameters()).device
-    collate = CausalLMCollator(pad_token_id=pad_token_id)
-    was_training = model.training
-    model.eval()
-    # longest first, so the slowest batch shows up at once and padding stays low
-    order = sorted(range(len(features)), key=lambda i: -len(features[i]["input_ids"]))
-    result: list[np.ndarray | None] = [None] * len(features)
-    try:
-        for start in tqdm(range(0, len(order), batch_size), desc="Scoring the training data with the base model",
-                          unit="batch"):
-            chunk = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in collate([features[i] for i in chunk]).items()}
-            labels = batch.pop("labels")
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            logp, mask = losses.token_logprobs(logits, labels)
-            for row, i in enumerate(chunk):
-                result[i] = logp[row][mask[row]].cpu().numpy().astype(np.float32)
-    finally:
-        model.train(was_training)
-    return result
+    scores = score_features(model, features, pad_token_id, batch_size, progress=True,
+                            desc="Scoring the training data with the base model")
+    return [s.logp.astype(np.float32) for s in scores]
 
 
 def _read(path: Path, features: Sequence[dict]) -> list[np.ndarray] | None:
@@ -144,7 +125,7 @@ def reference_token_logprobs(model: torch.nn.Module, tokenizer, examples: Sequen
             return cached, path
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
-    token_logps = score_tokens(model, features, tokenizer.pad_token_id, batch_size, device)
+    token_logps = score_tokens(model, features, tokenizer.pad_token_id, batch_size)
     if path is not None:
         _write(path, features, token_logps, meta)
     return token_logps, path
