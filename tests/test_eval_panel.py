@@ -209,6 +209,24 @@ def test_generation_benchmarks_keep_their_official_budgets_unless_capped(tmp_pat
     assert registry.get_task("humaneval").config()["generation_kwargs"]["max_new_tokens"] == 1024
 
 
+def test_prompts_sharing_their_instructions_score_as_if_each_ran_alone(models):
+    """ESCI-style prompts: one long shared instruction, then an item of its own of varied length; the shared tokens
+    run once and every batch continues from their cache (left padding sits between them and the item)."""
+    tok, base, _, _ = models
+    from talr.evaluation.generation import _common_prefix_length, response_bits
+
+    instructions = "Judge the pair with one of four labels. Exact, Substitute, Complement or Irrelevant.\n"
+    items = ["q", "a much longer query about shoes and socks", "mid length one", "lamp", "x y z w v u t s"]
+    examples = [{"messages": [{"role": "user", "content": instructions + item}], "response": label}
+                for item in items for label in ("Exact", "Irrelevant", "")]
+    shared = response_loglikelihood(_varied(base, 3), tok, examples, batch_size=2)
+    alone = [-bits * math.log(2) for bits, _ in response_bits(_varied(base, 3), tok, examples, batch_size=1)]
+    assert shared == pytest.approx(alone, abs=1e-4)
+    assert _common_prefix_length([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == 2
+    assert _common_prefix_length([[7, 8], [7, 8]]) == 1  # each row keeps a token of its own
+    assert _common_prefix_length([[1], [2, 3]]) == 0
+
+
 def test_shared_prompt_scoring_equals_scoring_each_answer_alone(models):
     tok, base, _, _ = models
     from talr.evaluation.generation import response_bits
