@@ -78,6 +78,19 @@ def test_esci_code_length_scores_the_label_sft_turn():
         assert doc["response"] in {"Exact", "Substitute", "Complement", "Irrelevant"}
 
 
+@needs_data
+def test_math_code_length_scores_the_reasoning_sft_turn():
+    from talr.data import math as math_source
+
+    docs, total = get_task("codelength_math").load(data_dir(), 3)
+    rows = {row["id"]: row for row in math_source.load_rows("test", data_dir())}
+    assert total == len(rows)
+    for doc in docs:
+        example = math_source.to_sft_example(rows[doc["id"]], "reasoning")["messages"]
+        assert doc["messages"] == example[:-1] and doc["response"] == example[-1]["content"]
+        assert "The answer is: " in doc["response"]
+
+
 def test_code_length_pools_bits_over_tokens():
     task = get_task("codelength_alpaca")
     records = [{"scores": {"bits": 10.0, "n_tokens": 5}}, {"scores": {"bits": 30.0, "n_tokens": 5}},

@@ -29,6 +29,7 @@ TASKS: dict[str, str] = {
     "codelength_medcalc": "talr.evaluation.tasks.code_length:MedCalcCodeLength",
     "codelength_medcalc_label": "talr.evaluation.tasks.code_length:MedCalcLabelCodeLength",
     "codelength_esci": "talr.evaluation.tasks.code_length:EsciCodeLength",
+    "codelength_math": "talr.evaluation.tasks.code_length:MathCodeLength",
     "codelength_general_answers": "talr.evaluation.tasks.code_length:GeneralAnswersCodeLength",
     "medcalc": "talr.evaluation.tasks.medcalc:MedCalc",
     "medcalc_label": "talr.evaluation.tasks.medcalc:MedCalcLabel",

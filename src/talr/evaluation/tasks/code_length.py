@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from talr.data import math as math_source
 from talr.data.rows import iter_jsonl, missing_fields, require_file
 from talr.data.sources import get_source, load_eval_rows
 from talr.evaluation.metrics import bootstrap_stderr, mean_with_stderr, with_stderr
@@ -133,6 +134,13 @@ class EsciCodeLength(DomainCodeLength):
     description = "bits/token of the ESCI test split's reference labels in the label-only SFT format"
     source = "esci"
     format = "label"
+
+
+class MathCodeLength(DomainCodeLength):
+    name = "codelength_math"
+    description = "bits/token of the math source's test reference solutions (GSM8K test) in the reasoning SFT format"
+    source = math_source.NAME
+    format = "reasoning"
 
 
 class GeneralAnswersCodeLength(CodeLength):
