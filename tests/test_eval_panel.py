@@ -185,6 +185,18 @@ def test_general_panel_is_registered_with_its_sizes():
         registry.expand_tasks(["no_such_panel"])
 
 
+def test_a_task_can_name_its_own_size():
+    assert registry.expand_tasks(["codelength_math:300", "general_panel"]) == [
+        ("codelength_math", 300), ("arc_easy", 500), ("piqa", 400), ("general_text", None)]
+    assert registry.expand_tasks(["codelength_math:300", "piqa"], limit=200) == [
+        ("codelength_math", 200), ("piqa", 200)]
+    for bad in ("piqa:0", "piqa:x", "piqa:"):
+        with pytest.raises(ValueError, match="positive whole number"):
+            registry.expand_tasks([bad])
+    with pytest.raises(ValueError, match="unknown task 'general_panel'"):  # a panel has its own sizes
+        registry.expand_tasks(["general_panel:10"])
+
+
 def test_a_panel_runs_each_task_at_its_size_capped_by_limit(models, tmp_path, monkeypatch):
     tok, base, _, _ = models
     monkeypatch.setitem(registry.TASKS, "toy_labels", "test_eval_panel:ToyLabels")

@@ -203,12 +203,12 @@ def validate_sweep(sweep: SweepConfig, *, check_model: bool = True) -> None:
             raise ConfigError(f"wise_ft.alphas: {alpha} is outside [0, 1]")
     if not sweep.tasks:
         raise ConfigError("eval: name at least one domain or general task")
-    from talr.evaluation.registry import PANELS, TASKS
+    from talr.evaluation.registry import expand_tasks
 
-    unknown = [t for t in sweep.tasks if t not in TASKS and t not in PANELS]
-    if unknown:
-        raise ConfigError(f"eval: unknown task(s) {', '.join(unknown)} (known: {', '.join(sorted(TASKS))}; "
-                          f"panels: {', '.join(sorted(PANELS))})")
+    try:
+        expand_tasks(sweep.tasks)
+    except ValueError as err:
+        raise ConfigError(f"eval: {err}") from None
     points = grid_points(sweep)
     if check_model:
         from talr.models import check_model_spec

@@ -52,15 +52,20 @@ PANELS: dict[str, tuple[tuple[str, int | None], ...]] = {
 
 
 def expand_tasks(names: list[str] | tuple[str, ...], limit: int | None = None) -> list[tuple[str, int | None]]:
-    """Task names with panels replaced by their ``(task, N)`` entries (plain tasks get N None), each N capped at
-    ``limit``; a task named twice keeps its first entry. Unknown names are an error listing the known tasks and
-    panels."""
+    """Task names with panels replaced by their ``(task, N)`` entries (plain tasks get N None, ``task:N`` a task at
+    its own N, as a panel entry), each N capped at ``limit``; a task named twice keeps its first entry. Unknown names
+    are an error listing the known tasks and panels."""
     out: dict[str, int | None] = {}
     for name in names:
-        if name in PANELS:
+        bare, colon, size = name.partition(":")
+        if colon:
+            if not size.isdigit() or int(size) < 1:
+                raise ValueError(f"task {name!r}: the N after ':' must be a positive whole number of items")
+            name = bare
+        if name in PANELS and not colon:
             entries = PANELS[name]
         elif name in TASKS:
-            entries = ((name, None),)
+            entries = ((name, int(size) if colon else None),)
         else:
             raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}; "
                              f"panels: {', '.join(sorted(PANELS))}")
