@@ -89,6 +89,36 @@ def test_a_method_gets_its_own_learning_rates_and_seeds(tmp_path, tiny_model_dir
                      "lora_lr0.001_seed0"]
 
 
+def test_replicates_add_seeds_of_one_method_at_one_rate(tmp_path, tiny_model_dir):
+    raw = _raw_sweep(tmp_path, tiny_model_dir, {})
+    raw["grid"]["seeds"] = [0]
+    raw["grid"]["replicates"] = [{"method": "sft", "learning_rate": 1e-4, "seeds": [0, 1, 2]},
+                                 {"method": "lora", "learning_rate": 1e-3, "seeds": [1]}]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    points = grid_points(load_sweep_config(path))
+    assert [p.name for p in points] == ["sft_lr1e-05_seed0", "sft_lr0.0001_seed0", "lora_lr1e-05_seed0",
+                                        "lora_lr0.0001_seed0", "sft_lr0.0001_seed1", "sft_lr0.0001_seed2",
+                                        "lora_lr0.001_seed1"]  # the grid's own sft seed 0 is not repeated
+    assert points[-1].config.training.learning_rate == 1e-3 and points[-1].config.seed == 1
+    assert points[-1].config.method.adapter == "lora"
+
+
+@pytest.mark.parametrize("replicate, message", [
+    ({"method": "dft", "learning_rate": 1e-4, "seeds": [1]}, r"grid.replicates\[0\].method: 'dft' is not a grid"),
+    ({"method": "sft", "learning_rate": -1.0, "seeds": [1]}, "-1.0 is not positive"),
+    ({"method": "sft", "learning_rate": 1e-4}, "must each be non-empty"),
+    ({"method": "sft", "rate": 1e-4, "seeds": [1]}, r"grid.replicates\[0\].rate: unknown key"),
+])
+def test_a_bad_replicate_is_refused(tmp_path, tiny_model_dir, replicate, message):
+    raw = _raw_sweep(tmp_path, tiny_model_dir, {})
+    raw["grid"]["replicates"] = [replicate]
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=message):
+        load_sweep_config(path)
+
+
 @pytest.mark.parametrize("by_method, message", [
     ({"dft": {"seeds": [0]}}, "'dft' is not a grid method"),
     ({"lora": {"learning_rates": [-1.0]}}, "grid.by_method.lora.learning_rates: -1.0 is not positive"),

@@ -51,6 +51,16 @@ class MethodAxes:
 
 
 @dataclass
+class Replicates:
+    """More seeds of one grid method at one learning rate (a study's seeds where they matter most: e.g. three at the
+    rate that forgets, one elsewhere); points the grid already has are not repeated."""
+
+    method: str = ""
+    learning_rate: float = 0.0
+    seeds: list[int] = field(default_factory=list)
+
+
+@dataclass
 class GridConfig:
     methods: list[str | dict] = field(default_factory=lambda: ["sft", "talr"])
     learning_rates: list[float] = field(default_factory=lambda: [1e-6, 5e-6, 2e-5])
@@ -58,6 +68,7 @@ class GridConfig:
     # method name (as in the point names: a preset, or an axis mapping's "k=v+k=v") -> MethodAxes: LoRA learns at
     # about 10x full fine-tuning's rates, and a study can give its baselines fewer seeds than the methods it compares
     by_method: dict = field(default_factory=dict)
+    replicates: list[Replicates] = field(default_factory=list)  # run after the grid
 
     def axes(self, method: str) -> tuple[list[float], list[int]]:
         """The learning rates and seeds of one grid method."""
@@ -149,21 +160,28 @@ def load_sweep_config(path: str | Path, overrides: list[str] | None = None, *,
 
 
 def grid_points(sweep: SweepConfig) -> list[GridPoint]:
-    """Every grid point with its fully validated training config (raises ConfigError before any work)."""
-    points = []
+    """Every grid point with its fully validated training config (raises ConfigError before any work): the grid's
+    methods x learning rates x seeds, then ``grid.replicates``."""
+    planned = []
     for method in sweep.grid.methods:
         learning_rates, seeds = sweep.grid.axes(_method_name(method))
-        for lr in learning_rates:
-            for seed in seeds:
-                name = f"{_method_name(method)}_lr{lr:g}_seed{seed}"
-                raw = copy.deepcopy(sweep.train)
-                raw.update(method=method, seed=seed, output_dir=str(sweep.root / "runs" / name))
-                raw.setdefault("training", {})["learning_rate"] = lr
-                try:
-                    config = config_from_dict(raw)
-                except ConfigError as err:
-                    raise ConfigError(f"grid point {name}: {err}") from None
-                points.append(GridPoint(name, _method_name(method), lr, seed, config))
+        planned += [(method, lr, seed) for lr in learning_rates for seed in seeds]
+    methods = {_method_name(m): m for m in sweep.grid.methods}
+    planned += [(methods[r.method], r.learning_rate, seed) for r in sweep.grid.replicates for seed in r.seeds]
+    points, names = [], set()
+    for method, lr, seed in planned:
+        name = f"{_method_name(method)}_lr{lr:g}_seed{seed}"
+        if name in names:
+            continue
+        names.add(name)
+        raw = copy.deepcopy(sweep.train)
+        raw.update(method=method, seed=seed, output_dir=str(sweep.root / "runs" / name))
+        raw.setdefault("training", {})["learning_rate"] = lr
+        try:
+            config = config_from_dict(raw)
+        except ConfigError as err:
+            raise ConfigError(f"grid point {name}: {err}") from None
+        points.append(GridPoint(name, _method_name(method), lr, seed, config))
     return points
 
 
@@ -196,6 +214,12 @@ def validate_sweep(sweep: SweepConfig, *, check_model: bool = True) -> None:
                 raise ConfigError(f"{key}: expected a mapping with learning_rates and/or seeds, got {axes!r}")
             grid.by_method[method] = axes = build_dataclass(MethodAxes, axes, key)
         _check_axes(key, *grid.axes(method))
+    for i, replicate in enumerate(grid.replicates):
+        key = f"grid.replicates[{i}]"
+        if replicate.method not in names:
+            raise ConfigError(f"{key}.method: {replicate.method!r} is not a grid method (grid methods: "
+                              f"{', '.join(names)})")
+        _check_axes(key, [replicate.learning_rate], replicate.seeds)
     if sweep.eval.min_difference is not None and not 0 < sweep.eval.min_difference < 1:
         raise ConfigError(f"eval.min_difference: {sweep.eval.min_difference} is not a fraction in (0, 1)")
     for alpha in sweep.wise_ft.alphas:
