@@ -130,3 +130,18 @@ def test_a_bad_per_method_axis_is_refused(tmp_path, tiny_model_dir, by_method, m
     path.write_text(yaml.safe_dump(_raw_sweep(tmp_path, tiny_model_dir, by_method)))
     with pytest.raises(ConfigError, match=message):
         load_sweep_config(path)
+
+
+def test_wise_ft_averages_only_the_runs_it_names():
+    from talr.sweep import GridPoint, WiseFtGrid
+
+    def point(method, lr, seed):
+        return GridPoint(f"{method}_lr{lr:g}_seed{seed}", method, lr, seed, config=None)
+
+    grid = WiseFtGrid(alphas=[0.5], methods=["sft"], seeds=[0], learning_rates=[1e-4])
+    assert grid.averages(point("sft", 1e-4, 0))
+    assert not grid.averages(point("sft", 2e-5, 0))  # another rate
+    assert not grid.averages(point("sft", 1e-4, 1))  # another seed
+    assert not grid.averages(point("talr", 1e-4, 0))  # another method
+    assert not WiseFtGrid(alphas=[], methods=["sft"]).averages(point("sft", 1e-4, 0))  # no alphas, no averages
+    assert WiseFtGrid(alphas=[0.5]).averages(point("sft", 2e-5, 3))  # default: every sft run

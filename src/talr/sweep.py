@@ -101,6 +101,13 @@ class WiseFtGrid:
     alphas: list[float] = field(default_factory=list)
     methods: list[str] = field(default_factory=lambda: ["sft"])  # grid methods whose runs get averaged
     seeds: list[int] | None = None  # the seeds whose runs get averaged (None: every seed)
+    learning_rates: list[float] | None = None  # the rates whose runs get averaged (None: every rate)
+
+    def averages(self, point: GridPoint) -> bool:
+        """Whether this finished grid run gets WiSE-FT averages."""
+        return bool(self.alphas) and point.method in self.methods and (
+            self.seeds is None or point.seed in self.seeds) and (
+            self.learning_rates is None or any(math.isclose(point.learning_rate, lr) for lr in self.learning_rates))
 
 
 @dataclass
@@ -388,8 +395,7 @@ def _run_sweep(sweep: SweepConfig) -> Path:
             continue
         _write_point(run_dir, point)
         _evaluate(run_dir, RunDir(run_dir).eval_dir, sweep)
-        if sweep.wise_ft.alphas and point.method in sweep.wise_ft.methods and (
-                sweep.wise_ft.seeds is None or point.seed in sweep.wise_ft.seeds):
+        if sweep.wise_ft.averages(point):
             _wise_ft_points(point, run_dir, base_model, sweep)
         write_record(root)
         if not sweep.keep_models and RunDir(run_dir).model_dir.exists():
