@@ -113,6 +113,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     "talr_base": _preset({"method": {"loss": "talr"}, "talr": {"weights_from": "base"}}),
     "dft_base": _preset({"method": {"loss": "dft"}, "dft": {"weights_from": "base"}}),
     "asft": _preset({"method": {"loss": "asft"}, "training": {"loss_head": "reference"}}),
+    # the paper's combination: TALR's token weights on a LoRA adapter
+    "lora_talr": _preset({"method": {"loss": "talr", "adapter": "lora"}}),
 }
 
 
