@@ -66,10 +66,21 @@ def test_without_plan_an_uncached_hub_id_is_still_refused_offline(tmp_path, monk
 def test_cpu_study_config_validates(name):
     sweep = load_sweep_config(SWEEPS / name, check_model=False)
     points = grid_points(sweep)
-    rates = {p.learning_rate for p in points if p.method == "sft"}
-    assert len(rates) >= 4 and min(rates) <= 1e-6 and max(rates) >= 1e-4
-    assert {p.method for p in points} == {"sft", "talr", "dft", "l2", "flow", "lora"}
-    assert sweep.wise_ft.alphas == [0.25, 0.5, 0.75]
+    for method in ("sft", "talr"):  # the two findings: both methods at four rates spanning 1e-6 to 1e-4
+        rates = {p.learning_rate for p in points if p.method == method}
+        assert len(rates) >= 4 and min(rates) <= 1e-6 and max(rates) >= 1e-4
+    assert "general_panel" in sweep.eval.general
+
+
+@needs_data
+def test_the_esci_study_has_three_seeds_where_it_forgets_and_the_lora_combination():
+    sweep = load_sweep_config(SWEEPS / "study_esci_smollm2.yaml", check_model=False)
+    points = grid_points(sweep)
+    for method in ("sft", "talr"):
+        assert sorted(p.seed for p in points if p.method == method and p.learning_rate == 1e-4) == [0, 1, 2]
+    assert {(p.method, p.learning_rate) for p in points if "lora" in p.method} == {("lora", 1e-3),
+                                                                                 ("lora_talr", 1e-3)}
+    assert len(points) == 14 and sweep.wise_ft.alphas == [0.5] and sweep.wise_ft.learning_rates == [1e-4]
 
 
 def _raw_sweep(tmp_path, tiny_model_dir, by_method):
