@@ -260,3 +260,48 @@ def test_matched_gain_is_not_tested_when_the_gains_do_not_overlap(esci_sweep):
     assert ("- **TALR vs SFT at matched domain gain**: not tested — the two methods' domain gains do not overlap, "
             "or are no gains.") in lines
     assert not any("general cost TALR" in line for line in lines)
+
+
+def _text_sweep(root, general):
+    """A base and one point evaluated on arc_easy, openbookqa (in the panel when the sweep ran) and general_text."""
+    (root / "runs").mkdir(parents=True)
+    (root / "sweep.yaml").write_text(yaml.safe_dump({"name": "t", "eval": {"domain": ["esci"], "general": general},
+                                                     "train": {"model": "tiny"}}))
+    bytes_ = RNG.integers(100, 400, size=20)
+    for name, factor in (("base", 1.0), ("sft_lr0.0001_seed0", 1.05)):
+        directory = root / name if name == "base" else root / "runs" / name
+        eval_dir = directory / "eval"
+        eval_dir.mkdir(parents=True)
+        bits = BASE_BITS * factor
+        rows = {"general_text": [{"doc_id": i, "scores": {"bits": float(b), "n_tokens": int(t), "bytes": int(n)}}
+                                 for i, (b, t, n) in enumerate(zip(bits, TOKENS, bytes_))],
+                "esci": [{"doc_id": i, "target": g, "extracted": g, "scores": {"acc,none": 1.0}}
+                         for i, g in enumerate(GOLD)]}
+        rows["arc_easy"] = rows["openbookqa"] = [{"doc_id": i, "scores": {"acc,none": float(i % 2)}} for i in range(20)]
+        for task, task_rows in rows.items():
+            (eval_dir / f"samples_{task}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in task_rows))
+        results = {task: {"acc,none": 0.5, "acc_stderr,none": 0.1} for task in ("esci", "arc_easy", "openbookqa")}
+        results["general_text"] = {"bits_per_byte,none": float(bits.sum() / bytes_.sum()),
+                                   "bits_per_byte_stderr,none": 0.01}
+        (eval_dir / "results.json").write_text(json.dumps({"results": results}))
+        if name != "base":
+            (directory / "point.json").write_text(json.dumps(
+                {"name": name, "method": "sft", "learning_rate": 1e-4, "seed": 0, "alpha": None}))
+    return bits, bytes_
+
+
+def test_code_length_per_byte_gets_its_error_per_byte(tmp_path):
+    from talr.report_data import load_sweep
+
+    bits, bytes_ = _text_sweep(tmp_path / "s", ["general_text"])
+    sweep = load_sweep(tmp_path / "s")
+    point = next(p for p in sweep.points)
+    assert task_stderr(sweep, point, "general_text") == pytest.approx(stats.ratio_of_sums_with_se(bits, bytes_)[1])
+
+
+def test_a_panel_stands_for_the_tasks_the_record_evaluated_under_it(tmp_path):
+    from talr.report_data import load_sweep
+
+    _text_sweep(tmp_path / "s", ["general_panel"])  # openbookqa was in the panel then; it is not now
+    sweep = load_sweep(tmp_path / "s")
+    assert sweep.domain == ["esci"] and sweep.general == ["arc_easy", "openbookqa", "general_text"]

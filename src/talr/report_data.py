@@ -221,13 +221,33 @@ def load_sweep(root: str | Path) -> Sweep:
         raise FileNotFoundError(f"{root} holds neither runs/ nor {RECORD_RESULTS}: nothing to report")
     budgets = info["budgets"]
     cap = config.get("eval", {}).get("max_new_tokens")
-    from talr.evaluation.registry import expand_tasks, get_task
+    from talr.evaluation.registry import get_task
 
-    domain, general = ([task for task, _ in expand_tasks(config["eval"][side])] for side in ("domain", "general"))
+    domain, general = _record_tasks(config["eval"], [p for p in (base, *points) if p is not None])
     for task in [*domain, *general]:  # panels stand for their tasks
         if task not in budgets and get_task(task).kind == "generate":  # a record without the task configs
             budgets[task] = min(get_task(task).max_new_tokens, cap) if cap else get_task(task).max_new_tokens
     return Sweep(root, config, domain, general, info["higher"], info["names"], budgets, base, points, layout)
+
+
+def _record_tasks(eval_config: dict, points: list[Point]) -> tuple[list[str], list[str]]:
+    """The domain and general tasks of a sweep's ``eval`` section, a panel standing for the tasks the record
+    evaluated under it (what it held when the sweep ran: a panel's definition may change later), else for its
+    current tasks."""
+    from talr.evaluation.registry import PANELS, expand_tasks
+
+    evaluated = list(dict.fromkeys(task for point in points for task in point.results))
+    named = {name.partition(":")[0] for side in ("domain", "general") for name in eval_config.get(side) or []}
+    sides = []
+    for side in ("domain", "general"):
+        tasks: list[str] = []
+        for name in eval_config.get(side) or []:
+            if name in PANELS and evaluated:
+                tasks += [t for t in evaluated if t not in named]
+            else:
+                tasks += [task for task, _ in expand_tasks([name])]
+        sides.append(list(dict.fromkeys(tasks)))
+    return sides[0], sides[1]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -256,17 +276,19 @@ def _aggregate_seeds(points: list[Point]) -> Point:
 
 
 def item_values(point: Point, task: str, metric: str) -> dict[str, tuple[float, float]] | None:
-    """Per item: (value, tokens) — bits and token count for code length, the metric's value and 1 otherwise; None
-    when the point has no samples of the task."""
+    """Per item: (value, units) — bits and the count the metric divides by for code length (bytes for a
+    ``bits_per_byte`` metric, tokens otherwise), the metric's value and 1 otherwise; None when the point has no
+    samples of the task."""
     rows = point.samples.get(task)
     if not rows:
         return None
+    per = "bytes" if metric.startswith("bits_per_byte") else "n_tokens"
     items = {}
     for row in rows:
         scores = row.get("scores") or {}
         if "bits" in scores:
             if scores["bits"] is not None:
-                items[str(row["doc_id"])] = (float(scores["bits"]), float(scores["n_tokens"]))
+                items[str(row["doc_id"])] = (float(scores["bits"]), float(scores[per]))
         elif isinstance(scores.get(metric), (int, float)):
             items[str(row["doc_id"])] = (float(scores[metric]), 1.0)
     return items
