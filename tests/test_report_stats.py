@@ -262,18 +262,20 @@ def test_matched_gain_is_not_tested_when_the_gains_do_not_overlap(esci_sweep):
     assert not any("general cost TALR" in line for line in lines)
 
 
-def _text_sweep(root, general):
+def _text_sweep(root, general, factor=1.05):
     """A base and one point evaluated on arc_easy, openbookqa (in the panel when the sweep ran) and general_text."""
     (root / "runs").mkdir(parents=True)
     (root / "sweep.yaml").write_text(yaml.safe_dump({"name": "t", "eval": {"domain": ["esci"], "general": general},
                                                      "train": {"model": "tiny"}}))
     bytes_ = RNG.integers(100, 400, size=20)
-    for name, factor in (("base", 1.0), ("sft_lr0.0001_seed0", 1.05)):
+    for name, factor in (("base", 1.0), ("sft_lr0.0001_seed0", factor)):
         directory = root / name if name == "base" else root / "runs" / name
         eval_dir = directory / "eval"
         eval_dir.mkdir(parents=True)
         bits = BASE_BITS * factor
-        rows = {"general_text": [{"doc_id": i, "scores": {"bits": float(b), "n_tokens": int(t), "bytes": int(n)}}
+        kl = 0.0 if name == "base" else 0.05
+        rows = {"general_text": [{"doc_id": i, "scores": {"bits": float(b), "n_tokens": int(t), "bytes": int(n),
+                                                          "kl_nats": kl * int(t)}}
                                  for i, (b, t, n) in enumerate(zip(bits, TOKENS, bytes_))],
                 "esci": [{"doc_id": i, "target": g, "extracted": g, "scores": {"acc,none": 1.0}}
                          for i, g in enumerate(GOLD)]}
@@ -305,3 +307,18 @@ def test_a_panel_stands_for_the_tasks_the_record_evaluated_under_it(tmp_path):
     _text_sweep(tmp_path / "s", ["general_panel"])  # openbookqa was in the panel then; it is not now
     sweep = load_sweep(tmp_path / "s")
     assert sweep.domain == ["esci"] and sweep.general == ["arc_easy", "openbookqa", "general_text"]
+
+
+@pytest.mark.parametrize("factor, regime", [(1.05, True), (1.0, False)])
+def test_the_report_says_whether_the_largest_rate_forgets(tmp_path, factor, regime):
+    from talr.report_data import load_sweep
+    from talr.report_verdicts import forgetting_lines
+
+    bits, bytes_ = _text_sweep(tmp_path / "s", ["arc_easy", "general_text"], factor)
+    text = "\n".join(forgetting_lines(load_sweep(tmp_path / "s")))
+    assert "| sft lr 0.0001 | 1 | +0.0 ± 0.0 |" in text  # arc_easy: the same answers as the base
+    assert "| 0.0500 ± 0.0000 |" in text  # KL(base || model) per token, pooled over the texts
+    expected = (bits.sum() - bits.sum() / factor) / bytes_.sum()
+    assert f"{expected:+.4f}" in text
+    assert ("the grid reaches a regime where forgetting happens" in text) is regime
+    assert ("does not reach a regime where forgetting happens" in text) is not regime

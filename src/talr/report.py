@@ -16,7 +16,7 @@ from pathlib import Path
 
 from talr import stats
 from talr.report_data import Point, Sweep, baseline, grouped_points, load_sweep, paired_stderr, task_stderr
-from talr.report_verdicts import KIND_LABEL, guidelines, matched_gain_lines, no_gain_reasons
+from talr.report_verdicts import KIND_LABEL, forgetting_lines, guidelines, matched_gain_lines, no_gain_reasons
 
 __all__ = ["load_sweep", "paired_stderr", "pareto_front", "guidelines", "matched_gain_lines", "baseline_lines",
            "tables", "signal_agreement", "write_report", "KIND_LABEL"]
@@ -81,8 +81,7 @@ def tables(sweep: Sweep) -> str:
     base = sweep.base
     header = ["method", "seeds"]
 
-    def unit(task: str) -> str:  # the code-length unit of the task's primary metric (general_text: bits per byte)
-        return "bits/byte" if sweep.metric_names.get(task, "").startswith("bits_per_byte") else "bits/token"
+    unit = sweep.code_length_unit
 
     header += [f"{t} (domain{f', {unit(t)}' if t in sweep.bits_tasks(sweep.domain) else ''})" for t in sweep.domain]
     header += [f"{t}{f' ({unit(t)})' if t in sweep.bits_tasks(sweep.general) else ''}" for t in sweep.general]
@@ -239,6 +238,9 @@ def write_report(sweep_dir: str | Path) -> Path:
     curves, probes = report_plots.plot_curves(sweep, out), report_plots.plot_probes(sweep, out)
     parts = [f"# Sweep report: {sweep.config.get('name', out.name)}", "", *_preamble(sweep), "",
              "## The paper's guidelines, as measured", "", *guidelines(sweep), ""]
+    if forgetting := forgetting_lines(sweep):
+        parts += ["## Is there forgetting? Each method at its largest learning rate against the base", "",
+                  *forgetting, ""]
     if matched := matched_gain_lines(sweep):
         parts += ["## TALR vs SFT at matched domain gain, along training", "", *matched, ""]
     if sanity := baseline_lines(sweep):

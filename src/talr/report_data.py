@@ -87,6 +87,10 @@ class Sweep:
         tasks = self.domain if side == "domain" else self.general
         return self.score_tasks(tasks) if kind == "score" else self.bits_tasks(tasks)
 
+    def code_length_unit(self, task: str) -> str:
+        """The unit of a code-length task's primary metric (general_text: bits per byte)."""
+        return "bits/byte" if self.metric_names.get(task, "").startswith("bits_per_byte") else "bits/token"
+
     def score_tasks(self, tasks: list[str]) -> list[str]:
         return [t for t in tasks if self.higher_is_better.get(t, True)]
 
@@ -333,6 +337,38 @@ class Comparison:
     n_items: int | None  # the smallest per-task item count behind the comparison (None: unknown, unpaired)
 
 
+def task_difference(sweep: Sweep, a: Point, b: Point, task: str) -> tuple[float, float, int] | None:
+    """``a`` minus ``b`` on one task, paired over the items both have and averaged over each point's seeds
+    (:func:`talr.stats.seed_averaged_difference`): (difference in the task's metric units, its error, items); None
+    when either point lacks the task's samples."""
+    ma, mb = item_matrix(sweep, _members(a), task), item_matrix(sweep, _members(b), task)
+    shared = sorted(set(ma[1]) & set(mb[1])) if ma and mb else []
+    if len(shared) < 2:
+        return None
+    ma, mb = item_matrix(sweep, _members(a), task, shared), item_matrix(sweep, _members(b), task, shared)
+    if not (ma and mb):
+        return None
+    difference, stderr = stats.seed_averaged_difference(ma[0], mb[0])
+    return difference, stderr, len(shared)
+
+
+def drift(point: Point, task: str = "general_text") -> tuple[float, float] | None:
+    """KL(base || point) per token pooled over the task's texts, averaged over the point's seeds, and its error
+    (delta method over texts, training noise included): the drift from the base model; None without samples."""
+    per_seed = []
+    for member in _members(point):
+        per_seed.append({str(r["doc_id"]): (r["scores"]["kl_nats"], r["scores"]["n_tokens"])
+                         for r in member.samples.get(task) or []
+                         if isinstance((r.get("scores") or {}).get("kl_nats"), (int, float))})
+    if not per_seed or any(len(m) < 2 or m.keys() != per_seed[0].keys() for m in per_seed):
+        return None
+    keys = list(per_seed[0])
+    values = stats.ratio_linearized(np.array([[m[k][0] for k in keys] for m in per_seed]),
+                                    np.array([per_seed[0][k][1] for k in keys]))
+    averaged = stats.seed_averaged(values)
+    return averaged.mean, averaged.stderr
+
+
 def compare(sweep: Sweep, a: Point, b: Point, side: str, kind: str) -> Comparison | None:
     """Error of the difference of one side's axis between two points: per task paired over the shared items (and
     over seeds, :func:`talr.stats.seed_averaged_difference`) when both points have samples, else from the two points'
@@ -340,13 +376,9 @@ def compare(sweep: Sweep, a: Point, b: Point, side: str, kind: str) -> Compariso
     tasks = sweep.side_tasks(side, kind)
     paired, errors, sizes = True, [], []
     for task in tasks:
-        ma, mb = item_matrix(sweep, _members(a), task), item_matrix(sweep, _members(b), task)
-        shared = sorted(set(ma[1]) & set(mb[1])) if ma and mb else []
-        if len(shared) >= 2:
-            ma, mb = item_matrix(sweep, _members(a), task, shared), item_matrix(sweep, _members(b), task, shared)
-        if len(shared) >= 2 and ma and mb:
-            errors.append(stats.seed_averaged_difference(ma[0], mb[0])[1])
-            sizes.append(len(shared))
+        if (difference := task_difference(sweep, a, b, task)) is not None:
+            errors.append(difference[1])
+            sizes.append(difference[2])
             continue
         se_a, se_b = task_stderr(sweep, a, task), task_stderr(sweep, b, task)
         if se_a is None or se_b is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talr import stats
-from talr.report_data import Point, Sweep, baseline, compare, grouped_points
+from talr.report_data import Point, Sweep, baseline, compare, drift, grouped_points, task_difference
 
 ALPHA, POWER = 0.05, 0.8
 KIND_LABEL = {
@@ -29,6 +29,63 @@ def no_gain_reasons(sweep: Sweep, point: Point) -> list[str]:
         if majority is not None and point.scores.get(task, 1.0) <= majority + 1e-12:
             reasons.append(f"{task}: {100 * point.scores[task]:.1f} % ≤ majority baseline {100 * majority:.1f} %")
     return reasons
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Is there forgetting to prevent?
+
+FORGETTING_Z = 2.0  # a general loss counts when it exceeds this many standard errors
+
+
+def forgetting_lines(sweep: Sweep) -> list[str]:
+    """Each method at its largest learning rate against the base, task by task on the general side (paired over
+    items, averaged over seeds), with general_text's drift KL(base || model): a study whose largest rate loses no
+    general ability beyond FORGETTING_Z errors cannot test a method against forgetting, and says so."""
+    if sweep.base is None or not sweep.general:
+        return []
+    groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
+    header = ["point", "seeds", *[f"{t} Δ ({_unit(sweep, t)})" for t in sweep.general], "KL from base (nats/token)",
+              f"general loss beyond {FORGETTING_Z:g} SE"]
+    rows, verdicts = [], []
+    for method in sorted({m for m, _ in groups}):
+        lr = max(lr for m, lr in groups if m == method)
+        point = groups[(method, lr)]
+        cells, losses = [], []
+        for task in sweep.general:
+            found = task_difference(sweep, point, sweep.base, task)
+            if found is None:
+                cells.append("—")
+                continue
+            higher = sweep.higher_is_better.get(task, True)
+            scale = 100.0 if higher else 1.0
+            difference, stderr = scale * found[0], scale * found[1]
+            cells.append(f"{difference:+.{1 if higher else 4}f} ± {stderr:.{1 if higher else 4}f}")
+            if (-difference if higher else difference) > FORGETTING_Z * stderr:
+                losses.append(f"{task} ({cells[-1]} {_unit(sweep, task)})")
+        kl = drift(point)
+        rows.append([f"{method} lr {lr:g}", str(len(point.members or [point])), *cells,
+                     f"{kl[0]:.4f} ± {kl[1]:.4f}" if kl else "—", "; ".join(losses) or "none"])
+        verdicts.append((method, lr, losses))
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows),
+             ""]
+    for method, lr, losses in verdicts:
+        if method != "sft":
+            continue
+        if losses:
+            lines.append(f"SFT at its largest rate ({lr:g}) loses general ability beyond {FORGETTING_Z:g} standard "
+                         f"errors on {', '.join(losses)}: the grid reaches a regime where forgetting happens.")
+        else:
+            lines.append(f"SFT at its largest rate ({lr:g}) loses no general ability beyond {FORGETTING_Z:g} standard "
+                         "errors on any general task: the grid does not reach a regime where forgetting happens, so "
+                         "it cannot test a method against forgetting (train longer or at a higher rate).")
+    lines += ["", "Δ: the point minus the base on the same items (accuracy in points, higher is better; code length "
+              "in its own unit, lower is better), paired over items and averaged over the point's seeds; KL: "
+              "KL(base ‖ model) per token on general_text's texts (the base has 0)."]
+    return lines
+
+
+def _unit(sweep: Sweep, task: str) -> str:
+    return "points" if sweep.higher_is_better.get(task, True) else sweep.code_length_unit(task)
 
 
 # ---------------------------------------------------------------------------------------------------------------
