@@ -322,3 +322,32 @@ def test_the_report_says_whether_the_largest_rate_forgets(tmp_path, factor, regi
     assert f"{expected:+.4f}" in text
     assert ("the grid reaches a regime where forgetting happens" in text) is regime
     assert ("does not reach a regime where forgetting happens" in text) is not regime
+
+
+def test_the_verdicts_say_what_each_finding_comes_to(esci_sweep, monkeypatch):
+    from talr import report_verdicts
+
+    def verdicts():
+        return report.write_report(esci_sweep).read_text().split("## Verdicts on the paper's two findings")[1]
+
+    text = verdicts()
+    # SFT's largest rate collapsed onto the majority label: no gain, so no comparison at similar gain
+    assert "SFT at lr 5e-05 left out of finding 1 (accuracy)" in text
+    assert "fewer than two SFT rates with a domain gain: **cannot be told**" in text
+    # TALR vs SFT at the largest gain both curves reach (the guidelines' matched gain, as a 95 % interval)
+    assert ("SFT's cost minus TALR's: -4.3 points, 95 % CI [-15.8, +7.1]: **cannot be told at this N** (the data "
+            "exclude an effect in the predicted direction larger than 7.1 points)") in text
+    # counted as a gain, the large rate's general accuracy fell 17.5 points against 2.5 at the small rate
+    monkeypatch.setattr(report_verdicts, "no_gain_reasons", lambda sweep, point: [])
+    text = verdicts()
+    assert ("SFT at lr 2e-06 changed the domain side +32.5 points and the general side -2.5 points; at lr 5e-05, "
+            "+30.0 and -17.5. General side, small minus large: +15.0 points, 95 % CI [+0.6, +29.4]: **holds**") in text
+
+
+def test_a_verdict_is_the_side_of_zero_its_interval_is_on():
+    from talr.report_verdicts import _verdict
+
+    assert _verdict(3.0, 1.0, "{:+.1f}", "points").endswith("**holds**")
+    assert "**does not hold** (the opposite is measured)" in _verdict(-3.0, 1.0, "{:+.1f}", "points")
+    assert "**cannot be told at this N**" in _verdict(1.0, 1.0, "{:+.1f}", "points")
+    assert "**cannot be told**" in _verdict(1.0, None, "{:+.1f}", "points")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 from talr import stats
 from talr.report_data import Point, Sweep, baseline, grouped_points, load_sweep, paired_stderr, task_stderr
-from talr.report_verdicts import KIND_LABEL, forgetting_lines, guidelines, matched_gain_lines, no_gain_reasons
+from talr.report_verdicts import (KIND_LABEL, finding_verdicts, forgetting_lines, guidelines, matched_gain_lines,
+                                  no_gain_reasons)
 
 __all__ = ["load_sweep", "paired_stderr", "pareto_front", "guidelines", "matched_gain_lines", "baseline_lines",
            "tables", "signal_agreement", "write_report", "KIND_LABEL"]
@@ -236,8 +237,14 @@ def write_report(sweep_dir: str | Path) -> Path:
     out = sweep.root
     scatters = [path for kind in sweep.kinds() if (path := report_plots.plot_scatter(sweep, out, kind)) is not None]
     curves, probes = report_plots.plot_curves(sweep, out), report_plots.plot_probes(sweep, out)
-    parts = [f"# Sweep report: {sweep.config.get('name', out.name)}", "", *_preamble(sweep), "",
-             "## The paper's guidelines, as measured", "", *guidelines(sweep), ""]
+    parts = [f"# Sweep report: {sweep.config.get('name', out.name)}", "", *_preamble(sweep), ""]
+    if verdicts := finding_verdicts(sweep):
+        parts += ["## Verdicts on the paper's two findings", "", *verdicts, "",
+                  "Finding 1 is read at the smallest SFT rate whose domain change is not measurably below the largest "
+                  "rate's; finding 2 where TALR's and SFT's learning-rate curves reach the same domain gain. Each "
+                  "difference is signed so that positive is what the paper predicts; \"holds\" when its 95 % "
+                  "interval excludes 0 on that side, \"does not hold\" when it excludes 0 on the other.", ""]
+    parts += ["## The paper's guidelines, as measured", "", *guidelines(sweep), ""]
     if forgetting := forgetting_lines(sweep):
         parts += ["## Is there forgetting? Each method at its largest learning rate against the base", "",
                   *forgetting, ""]

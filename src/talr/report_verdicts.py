@@ -147,6 +147,115 @@ def _curve(sweep: Sweep, method: str, kind: str, scale: float) -> tuple[list[sta
     return curve, left_out
 
 
+Z95 = 1.959963984540054  # two-sided 95 % normal quantile
+
+
+def side_unit(sweep: Sweep, side: str, kind: str) -> str:
+    """The unit of one side's axis: points, or the code-length unit its tasks share."""
+    if kind == "score":
+        return "points"
+    units = {sweep.code_length_unit(t) for t in sweep.side_tasks(side, kind)}
+    return units.pop() if len(units) == 1 else "bits per token or byte"
+
+
+def _verdict(difference: float, stderr: float | None, fmt: str, unit: str) -> str:
+    """'d, 95 % CI [a, b]: holds / does not hold / cannot be told at this N' for a difference whose positive sign is
+    what the finding predicts."""
+    if stderr is None or not stderr == stderr:
+        return f"{fmt.format(difference)} {unit}, no error for it: **cannot be told**"
+    low, high = difference - Z95 * stderr, difference + Z95 * stderr
+    call = ("**holds**" if low > 0 else "**does not hold** (the opposite is measured)" if high < 0 else
+            f"**cannot be told at this N** (the data exclude an effect in the predicted direction larger than "
+            f"{fmt.format(high).lstrip('+')} {unit})")
+    return f"{fmt.format(difference)} {unit}, 95 % CI [{fmt.format(low)}, {fmt.format(high)}]: {call}"
+
+
+def finding_verdicts(sweep: Sweep) -> list[str]:
+    """The paper's two findings, one sentence each per axis kind, at matched (or similar) domain gain.
+
+    Finding 1, small learning rate: among SFT's smaller rates whose domain change is not measurably below the
+    largest rate's (paired, the 95 % interval of the difference reaches 0), the smallest one against the largest on
+    the general side. Finding 2, TALR: the general cost of TALR and of SFT read off their learning-rate curves at
+    the largest domain gain both reach (as in the guidelines), and TALR on LoRA against LoRA at the same rate.
+    Intervals are 95 %, not corrected for multiplicity: these are the study's pre-stated questions."""
+    if sweep.base is None:
+        return []
+    groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
+    lines = []
+    for kind in sweep.kinds():
+        scale = KIND_LABEL[kind][2]
+        fmt = "{:+.1f}" if kind == "score" else "{:+.4f}"
+        unit, domain_unit = side_unit(sweep, "general", kind), side_unit(sweep, "domain", kind)
+        axis = "accuracy" if kind == "score" else "code length"
+
+        def change(point, side):
+            value, ref = sweep.axis(point, side, kind), sweep.axis(sweep.base, side, kind)
+            return None if value is None or ref is None else scale * (value - ref if kind == "score" else value)
+
+        # a rate whose domain accuracy is no gain (at the majority baseline, or one label) cannot anchor a
+        # comparison at similar gain
+        no_gain = sorted(lr for (m, lr), p in groups.items() if m == "sft" and kind == "score"
+                         and no_gain_reasons(sweep, p))
+        rates = sorted(lr for m, lr in groups if m == "sft" and lr not in no_gain)
+        if no_gain:
+            lines.append(f"- SFT at lr {', '.join(f'{lr:g}' for lr in no_gain)} left out of finding 1 ({axis}): "
+                         "its domain accuracy is no gain (see Sanity baselines).")
+        if len(rates) < 2 and any(m == "sft" for m, _ in groups):
+            lines.append(f"- **Finding 1, small learning rate ({axis})**: fewer than two SFT rates with a domain "
+                         "gain: **cannot be told**.")
+        elif len(rates) >= 2:
+            large = groups[("sft", rates[-1])]
+            similar = []
+            for lr in rates[:-1]:
+                cmp = compare(sweep, groups[("sft", lr)], large, "domain", kind)
+                d_small, d_large = change(groups[("sft", lr)], "domain"), change(large, "domain")
+                if cmp and None not in (d_small, d_large) and d_small - d_large + Z95 * scale * cmp.stderr >= 0:
+                    similar.append(lr)
+            head = f"- **Finding 1, small learning rate ({axis})**: "
+            if not similar:
+                domains = ", ".join(f"lr {lr:g} {fmt.format(change(groups[('sft', lr)], 'domain') or 0.0)}"
+                                    for lr in rates)
+                lines.append(head + f"no smaller rate reached a domain change similar to lr {rates[-1]:g}'s "
+                             f"(domain change in {domain_unit}: {domains}): **cannot be told** at similar domain "
+                             "gain in this training budget.")
+            else:
+                small = groups[("sft", similar[0])]
+                cmp = compare(sweep, small, large, "general", kind)
+                g_small, g_large = change(small, "general"), change(large, "general")
+                lines.append(head + f"SFT at lr {similar[0]:g} changed the domain side {fmt.format(change(small, 'domain'))} "
+                             f"{domain_unit} and the general side {fmt.format(g_small)} {unit}; at lr {rates[-1]:g}, "
+                             f"{fmt.format(change(large, 'domain'))} and {fmt.format(g_large)}. General side, small minus "
+                             f"large: " + _verdict(g_small - g_large, scale * cmp.stderr if cmp else None, fmt, unit)
+                             + ".")
+        talr_curve, _ = _curve(sweep, "talr", kind, scale)
+        sft_curve, _ = _curve(sweep, "sft", kind, scale)
+        matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None
+        head = f"- **Finding 2, TALR vs SFT at matched domain gain ({axis})**: "
+        if matched is None or matched.gain <= 0:
+            if len(talr_curve) > 1 and len(sft_curve) > 1:
+                lines.append(head + "their domain gains do not overlap, or are no gains: **cannot be told**.")
+        else:
+            lines.append(head + f"at domain gain {fmt.format(matched.gain)} {domain_unit} the general cost is "
+                         f"{fmt.format(matched.cost_a)} ± {fmt.format(matched.cost_a_se).lstrip('+')} {unit} under "
+                         f"TALR and {fmt.format(matched.cost_b)} ± {fmt.format(matched.cost_b_se).lstrip('+')} under "
+                         f"SFT; SFT's cost minus TALR's: "
+                         + _verdict(-matched.difference, matched.difference_se, fmt, unit) + ".")
+        for (method, lr), point in sorted(groups.items()):
+            if method != "lora_talr" or ("lora", lr) not in groups:
+                continue
+            lora = groups[("lora", lr)]
+            cmp = compare(sweep, point, lora, "general", kind)
+            g_talr, g_lora = change(point, "general"), change(lora, "general")
+            if None in (g_talr, g_lora):
+                continue
+            lines.append(f"- **Finding 2 on LoRA ({axis}, lr {lr:g}, equal rate)**: the general side changed "
+                         f"{fmt.format(g_talr)} {unit} under TALR on LoRA (domain "
+                         f"{fmt.format(change(point, 'domain') or 0.0)} {domain_unit}) and {fmt.format(g_lora)} under "
+                         f"LoRA (domain {fmt.format(change(lora, 'domain') or 0.0)}); TALR minus LoRA: "
+                         + _verdict(g_talr - g_lora, scale * cmp.stderr if cmp else None, fmt, unit) + ".")
+    return lines
+
+
 def guidelines(sweep: Sweep) -> list[str]:
     """The paper's two claims tested on each axis kind: guideline 1 (small vs large learning rate, per method) and
     guideline 2 (TALR vs SFT at matched domain gain), Holm-corrected over the kind's family of comparisons."""
@@ -156,7 +265,7 @@ def guidelines(sweep: Sweep) -> list[str]:
     groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
     for kind in sweep.kinds():
         scale = KIND_LABEL[kind][2]
-        unit = "points" if kind == "score" else "bits/token"
+        unit = side_unit(sweep, "general", kind)
         fmt = "{:+.1f}" if kind == "score" else "{:+.3f}"
         base_dom = sweep.axis(sweep.base, "domain", kind) if kind == "score" else 0.0
         base_gen = sweep.axis(sweep.base, "general", kind) if kind == "score" else 0.0
