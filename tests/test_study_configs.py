@@ -156,3 +156,14 @@ def test_wise_ft_averages_only_the_runs_it_names():
     assert not grid.averages(point("talr", 1e-4, 0))  # another method
     assert not WiseFtGrid(alphas=[], methods=["sft"]).averages(point("sft", 1e-4, 0))  # no alphas, no averages
     assert WiseFtGrid(alphas=[0.5]).averages(point("sft", 2e-5, 3))  # default: every sft run
+
+
+def test_wise_ft_of_a_run_whose_model_was_deleted_is_skipped_with_a_warning(tmp_path, caplog):
+    from talr.sweep import EvalConfig, GridPoint, SweepConfig, WiseFtGrid, _wise_ft_points
+
+    run_dir = tmp_path / "runs" / "sft_lr0.0001_seed0"
+    run_dir.mkdir(parents=True)  # finished and evaluated earlier; keep_models: false removed model/
+    sweep = SweepConfig(eval=EvalConfig(domain=["esci_ll"]), wise_ft=WiseFtGrid(alphas=[0.5]))
+    _wise_ft_points(GridPoint(run_dir.name, "sft", 1e-4, 0, config=None), run_dir, "base-model", sweep)
+    assert "WiSE-FT alpha 0.5 skipped: the run's model/ is gone" in caplog.text
+    assert not (run_dir.parent / "sft_lr0.0001_seed0_wise_ft0.5").exists()

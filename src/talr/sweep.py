@@ -410,6 +410,11 @@ def _wise_ft_points(point: GridPoint, run_dir: Path, base_model: str, sweep: Swe
         out = RunDir(run_dir.parent / f"{point.name}_wise_ft{alpha:g}")
         if _eval_finished(out.eval_dir, sweep.tasks):
             continue
+        if not RunDir(run_dir).model_dir.exists():  # keep_models: false deleted it when an earlier sweep ran
+            logger.warning("%s: WiSE-FT alpha %g skipped: the run's model/ is gone (deleted after its evaluation by an "
+                           "earlier sweep without this average); average a run the sweep has not finished yet, or "
+                           "delete the run to train it again", point.name, alpha)
+            continue
         _write_point(out.path, point, method=f"{point.method}+wise_ft", alpha=alpha, source_run=run_dir.name)
         model_dir = out.model_dir
         if model_dir.exists():  # possibly half-written by a killed run; averaging is deterministic and cheap
