@@ -351,3 +351,22 @@ def test_a_verdict_is_the_side_of_zero_its_interval_is_on():
     assert "**does not hold** (the opposite is measured)" in _verdict(-3.0, 1.0, "{:+.1f}", "points")
     assert "**cannot be told at this N**" in _verdict(1.0, 1.0, "{:+.1f}", "points")
     assert "**cannot be told**" in _verdict(1.0, None, "{:+.1f}", "points")
+
+
+def test_a_domain_read_by_code_length_is_set_against_general_accuracy(esci_sweep):
+    """The math study's shape: the domain has only a code-length task (a small model solves ~0 of GSM8K), the
+    general side has accuracies: one axis pairs the domain's −ΔL with the general average."""
+    from talr.report_data import load_sweep
+
+    config = yaml.safe_load((esci_sweep / "sweep.yaml").read_text())
+    config["eval"].update(domain=["codelength_alpaca"], general=["arc_easy"])
+    (esci_sweep / "sweep.yaml").write_text(yaml.safe_dump(config))
+    sweep = load_sweep(esci_sweep)
+    assert sweep.kinds() == ["bits_score"]
+    sft = _group(sweep, "sft", 5e-05)
+    assert sweep.change(sft, "general", "bits_score") == pytest.approx(100 * (0.325 - 0.5))  # arc: 6.5 of 20 vs 10
+    assert sweep.change(sft, "domain", "bits_score") == sweep.axis(sft, "domain", "bits")  # −ΔL, bits
+    text = report.write_report(esci_sweep).read_text()
+    assert "*Measured on domain code length, general accuracy (domain change in bits/token, general in points):*" in text
+    assert "| general avg (%) | Δ general avg (pts) | −ΔL domain |" in text
+    assert (esci_sweep / "tradeoff_codelength_accuracy.png").stat().st_size > 10_000

@@ -15,9 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 
 from talr import stats
-from talr.report_data import Point, Sweep, baseline, grouped_points, load_sweep, paired_stderr, task_stderr
-from talr.report_verdicts import (KIND_LABEL, finding_verdicts, forgetting_lines, guidelines, matched_gain_lines,
-                                  no_gain_reasons)
+from talr.report_data import (Point, Sweep, baseline, grouped_points, load_sweep, paired_stderr, side_kind,
+                              task_stderr)
+from talr.report_verdicts import (AXIS_NAME, KIND_LABEL, finding_verdicts, forgetting_lines, guidelines,
+                                  matched_gain_lines, no_gain_reasons)
 
 __all__ = ["load_sweep", "paired_stderr", "pareto_front", "guidelines", "matched_gain_lines", "baseline_lines",
            "tables", "signal_agreement", "write_report", "KIND_LABEL"]
@@ -86,11 +87,12 @@ def tables(sweep: Sweep) -> str:
 
     header += [f"{t} (domain{f', {unit(t)}' if t in sweep.bits_tasks(sweep.domain) else ''})" for t in sweep.domain]
     header += [f"{t}{f' ({unit(t)})' if t in sweep.bits_tasks(sweep.general) else ''}" for t in sweep.general]
-    kinds = sweep.kinds()
-    if "score" in kinds:
-        header += ["general avg (%)", "Δ domain (pts)", "Δ general avg (pts)"]
-    if "bits" in kinds:
-        header += ["−ΔL domain", "−ΔL general"]
+    scored = [side for side in ("domain", "general") if sweep.side_tasks(side, "score")]
+    coded = [side for side in ("domain", "general") if sweep.side_tasks(side, "bits")]
+    if "general" in scored:
+        header += ["general avg (%)"]
+    header += [f"Δ {'domain' if side == 'domain' else 'general avg'} (pts)" for side in scored]
+    header += [f"−ΔL {side}" for side in coded]
     lines = []
     by_lr: dict[float | None, list[Point]] = defaultdict(list)
     for point in grouped_points(sweep):
@@ -107,18 +109,17 @@ def tables(sweep: Sweep) -> str:
             for task in [*sweep.domain, *sweep.general]:
                 percent = sweep.higher_is_better.get(task, True)
                 cells.append(_fmt(point.scores.get(task), task_stderr(sweep, point, task), percent=percent))
-            if "score" in kinds:
+            if "general" in scored:
                 cells.append(_fmt(sweep.axis(point, "general", "score"), sweep.axis_stderr(point, "general", "score")))
-                for side in ("domain", "general"):
-                    cell = ("—" if is_base or base is None else
-                            _delta(sweep.axis(point, side, "score"), sweep.axis(base, side, "score")))
-                    if side == "domain" and not is_base and no_gain_reasons(sweep, point):
-                        cell, flagged = cell + " †", True
-                    cells.append(cell)
-            if "bits" in kinds:
-                for side in ("domain", "general"):
-                    value = sweep.axis(point, side, "bits")
-                    cells.append("—" if is_base or value is None else f"{value:+.3f}")
+            for side in scored:
+                cell = ("—" if is_base or base is None else
+                        _delta(sweep.axis(point, side, "score"), sweep.axis(base, side, "score")))
+                if side == "domain" and not is_base and no_gain_reasons(sweep, point):
+                    cell, flagged = cell + " †", True
+                cells.append(cell)
+            for side in coded:
+                value = sweep.axis(point, side, "bits")
+                cells.append("—" if is_base or value is None else f"{value:+.3f}")
             lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
     if flagged:
@@ -143,15 +144,15 @@ def pareto_front(xy: list[tuple[float, float]]) -> list[int]:
 
 def axis_points(sweep: Sweep, kind: str) -> tuple[list[Point], list[tuple[float, float]]]:
     """The (seed-averaged) points with both axes, and their (domain, general) coordinates in display units."""
-    scale = KIND_LABEL[kind][2]
     points = [p for p in grouped_points(sweep)
               if sweep.axis(p, "domain", kind) is not None and sweep.axis(p, "general", kind) is not None]
-    return points, [(scale * sweep.axis(p, "domain", kind), scale * sweep.axis(p, "general", kind)) for p in points]
+    return points, [(sweep.side_scale("domain", kind) * sweep.axis(p, "domain", kind),
+                     sweep.side_scale("general", kind) * sweep.axis(p, "general", kind)) for p in points]
 
 
 def off_front(sweep: Sweep, kind: str) -> dict[str, list[str]]:
     """Points kept off the accuracy front, with the reasons (their domain accuracy is no gain)."""
-    if kind != "score":
+    if side_kind("domain", kind) != "score":
         return {}
     points, _ = axis_points(sweep, kind)
     return {p.name: reasons for p in points if (reasons := no_gain_reasons(sweep, p))}
@@ -258,7 +259,7 @@ def write_report(sweep_dir: str | Path) -> Path:
     if scatters:
         parts += ["## Domain vs general", ""] + [f"![trade-off]({path.name})" for path in scatters] + [""]
         for kind in sweep.kinds():
-            parts.append(f"Pareto front ({'accuracy' if kind == 'score' else 'code length'}): "
+            parts.append(f"Pareto front ({AXIS_NAME[kind]}): "
                          + ", ".join(f"`{name}`" for name in pareto_names(sweep, kind)) + ".")
             parts += [f"Kept off the front: `{name}` ({'; '.join(why)})."
                       for name, why in off_front(sweep, kind).items()]

@@ -85,7 +85,20 @@ class Sweep:
 
     def side_tasks(self, side: str, kind: str) -> list[str]:
         tasks = self.domain if side == "domain" else self.general
-        return self.score_tasks(tasks) if kind == "score" else self.bits_tasks(tasks)
+        return self.score_tasks(tasks) if side_kind(side, kind) == "score" else self.bits_tasks(tasks)
+
+    def side_scale(self, side: str, kind: str) -> float:
+        """Display units per axis unit: 100 (points) for accuracy, 1 for code length."""
+        return 100.0 if side_kind(side, kind) == "score" else 1.0
+
+    def change(self, point: Point, side: str, kind: str) -> float | None:
+        """The side's change against the base in display units (larger is better): points of accuracy, or −ΔL in
+        bits (the code-length axis is already a change against the base)."""
+        value = self.axis(point, side, kind)
+        if value is None or side_kind(side, kind) == "bits":
+            return value
+        reference = self.axis(self.base, side, kind) if self.base is not None else None
+        return None if reference is None else 100.0 * (value - reference)
 
     def code_length_unit(self, task: str) -> str:
         """The unit of a code-length task's primary metric (general_text: bits per byte)."""
@@ -104,7 +117,7 @@ class Sweep:
         against the base model with the sign flipped, -Delta L in bits/token (domain: the gain; general: minus the
         damage).
         """
-        if kind == "score":
+        if side_kind(side, kind) == "score":
             values = [point.scores.get(t) for t in self.side_tasks(side, kind)]
         else:
             if self.base is None:
@@ -124,8 +137,21 @@ class Sweep:
         return math.sqrt(sum(e * e for e in errors)) / len(errors)
 
     def kinds(self) -> list[str]:
-        """The axis kinds both sides have tasks for: accuracy first, code length second."""
-        return [k for k in ("score", "bits") if self.side_tasks("domain", k) and self.side_tasks("general", k)]
+        """The axis kinds both sides have tasks for: accuracy first, code length second, then domain code length
+        against general accuracy where the domain has no accuracy (a domain a small model scores ~0 on)."""
+        kinds = [k for k in ("score", "bits") if self.side_tasks("domain", k) and self.side_tasks("general", k)]
+        if not self.side_tasks("domain", "score") and self.side_tasks("domain", "bits") and self.side_tasks(
+                "general", "score"):
+            kinds.append("bits_score")
+        return kinds
+
+
+# axis kind -> the kind of its (domain, general) sides: accuracy ("score") or code length ("bits")
+AXIS_KINDS = {"score": ("score", "score"), "bits": ("bits", "bits"), "bits_score": ("bits", "score")}
+
+
+def side_kind(side: str, kind: str) -> str:
+    return AXIS_KINDS[kind][0 if side == "domain" else 1]
 
 
 def _primary(metrics: dict, config: dict, higher_table: dict, task: str) -> tuple[str, float, float | None, bool]:

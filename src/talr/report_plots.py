@@ -7,8 +7,10 @@ from pathlib import Path
 
 from talr.io import read_jsonl_records
 from talr.report import KIND_LABEL, axis_points, front_indices, off_front
-from talr.report_data import Sweep
+from talr.report_data import Sweep, side_kind
 from talr.run_dir import RunDir
+
+PLOT_NAME = {"score": "accuracy", "bits": "codelength", "bits_score": "codelength_accuracy"}  # tradeoff_<name>.png
 
 
 def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
@@ -18,7 +20,7 @@ def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
 
-    x_label, y_label, scale = KIND_LABEL[kind]
+    x_label, y_label = KIND_LABEL[kind]
     points, xy = axis_points(sweep, kind)
     if not points:
         return None
@@ -50,7 +52,7 @@ def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     if sweep.base is not None:
         bx, by = sweep.axis(sweep.base, "domain", kind), sweep.axis(sweep.base, "general", kind)
         if bx is not None and by is not None:
-            base_xy = (scale * bx, scale * by)
+            base_xy = (sweep.side_scale("domain", kind) * bx, sweep.side_scale("general", kind) * by)
             # beneath the points, so a run that did not move from the base stays visible
             ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=2.5)
     handles = [Line2D([], [], color=colours(i % 10), marker="o", ls="", label=m) for i, m in enumerate(methods)]
@@ -64,17 +66,16 @@ def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
         handles.append(Line2D([], [], color="gold", marker="*", ls="", markersize=14, markeredgecolor="black",
                               label="base model"))
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
-    tasks_x = sweep.score_tasks(sweep.domain) if kind == "score" else sweep.bits_tasks(sweep.domain)
-    tasks_y = sweep.score_tasks(sweep.general) if kind == "score" else sweep.bits_tasks(sweep.general)
-    ax.set_xlabel(f"{x_label}\n[{', '.join(tasks_x)}]")
-    ax.set_ylabel(f"{y_label}\n[{', '.join(tasks_y)}]")
+    ax.set_xlabel(f"{x_label}\n[{', '.join(sweep.side_tasks('domain', kind))}]")
+    ax.set_ylabel(f"{y_label}\n[{', '.join(sweep.side_tasks('general', kind))}]")
     ax.set_title("Domain gain vs general capability (one point per method x learning rate)")
-    if kind == "bits":
-        ax.axhline(0, color="black", lw=0.6)
+    if side_kind("domain", kind) == "bits":  # a change against the base: 0 is the base
         ax.axvline(0, color="black", lw=0.6)
+    if side_kind("general", kind) == "bits":
+        ax.axhline(0, color="black", lw=0.6)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = out / f"tradeoff_{'accuracy' if kind == 'score' else 'codelength'}.png"
+    path = out / f"tradeoff_{PLOT_NAME[kind]}.png"
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path

@@ -8,13 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talr import stats
-from talr.report_data import Point, Sweep, baseline, compare, drift, grouped_points, task_difference
+from talr.report_data import (Point, Sweep, baseline, compare, drift, grouped_points, side_kind,
+                              task_difference)
 
 ALPHA, POWER = 0.05, 0.8
-KIND_LABEL = {
-    "score": ("domain score (%)", "general average (%)", 100.0),
-    "bits": ("domain gain −ΔL(P2) (bits/token)", "general change −ΔL(P1) (bits/token; < 0 = damage)", 1.0),
+KIND_LABEL = {  # axis kind -> (domain axis label, general axis label)
+    "score": ("domain score (%)", "general average (%)"),
+    "bits": ("domain gain −ΔL(P2) (bits per token or byte)", "general change −ΔL(P1) (bits per token or byte; < 0 = "
+             "damage)"),
+    "bits_score": ("domain gain −ΔL(P2) (bits per token or byte)", "general average (%)"),
 }
+AXIS_NAME = {"score": "accuracy", "bits": "code length", "bits_score": "domain code length, general accuracy"}
+FORMAT = {"score": "{:+.1f}", "bits": "{:+.4f}"}  # by side kind
 
 
 def no_gain_reasons(sweep: Sweep, point: Point) -> list[str]:
@@ -125,25 +130,24 @@ def _finish(tests: list[Verdict], unit: str, fmt: str) -> list[str]:
     return lines
 
 
-def _curve(sweep: Sweep, method: str, kind: str, scale: float) -> tuple[list[stats.CurvePoint], list[str]]:
-    """A method's (domain gain, general cost) points across learning rates, through the base model (0, 0); points
-    whose domain accuracy is no gain are left out (named in the second list)."""
+def _curve(sweep: Sweep, method: str, kind: str) -> tuple[list[stats.CurvePoint], list[str]]:
+    """A method's (domain gain, general cost) points across learning rates in display units, through the base model
+    (0, 0); points whose domain accuracy is no gain are left out (named in the second list)."""
     curve, left_out = [stats.CurvePoint(0.0, 0.0)], []
     base = sweep.base
     for point in grouped_points(sweep):
         if point.method != method or point.alpha is not None:
             continue
-        if kind == "score" and no_gain_reasons(sweep, point):
+        if side_kind("domain", kind) == "score" and no_gain_reasons(sweep, point):
             left_out.append(point.name)
             continue
-        gain, general = sweep.axis(point, "domain", kind), sweep.axis(point, "general", kind)
+        gain, general = sweep.change(point, "domain", kind), sweep.change(point, "general", kind)
         if gain is None or general is None:
             continue
-        if kind == "score":
-            gain, general = gain - sweep.axis(base, "domain", kind), general - sweep.axis(base, "general", kind)
         gain_cmp, cost_cmp = compare(sweep, point, base, "domain", kind), compare(sweep, point, base, "general", kind)
-        curve.append(stats.CurvePoint(scale * gain, -scale * general, scale * cost_cmp.stderr if cost_cmp else 0.0,
-                                      scale * gain_cmp.stderr if gain_cmp else 0.0))
+        gain_scale, cost_scale = sweep.side_scale("domain", kind), sweep.side_scale("general", kind)
+        curve.append(stats.CurvePoint(gain, -general, cost_scale * cost_cmp.stderr if cost_cmp else 0.0,
+                                      gain_scale * gain_cmp.stderr if gain_cmp else 0.0))
     return curve, left_out
 
 
@@ -152,7 +156,7 @@ Z95 = 1.959963984540054  # two-sided 95 % normal quantile
 
 def side_unit(sweep: Sweep, side: str, kind: str) -> str:
     """The unit of one side's axis: points, or the code-length unit its tasks share."""
-    if kind == "score":
+    if side_kind(side, kind) == "score":
         return "points"
     units = {sweep.code_length_unit(t) for t in sweep.side_tasks(side, kind)}
     return units.pop() if len(units) == 1 else "bits per token or byte"
@@ -183,18 +187,17 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
     groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
     lines = []
     for kind in sweep.kinds():
-        scale = KIND_LABEL[kind][2]
-        fmt = "{:+.1f}" if kind == "score" else "{:+.4f}"
+        dfmt, fmt = FORMAT[side_kind("domain", kind)], FORMAT[side_kind("general", kind)]
+        dscale, scale = sweep.side_scale("domain", kind), sweep.side_scale("general", kind)
         unit, domain_unit = side_unit(sweep, "general", kind), side_unit(sweep, "domain", kind)
-        axis = "accuracy" if kind == "score" else "code length"
+        axis = AXIS_NAME[kind]
 
         def change(point, side):
-            value, ref = sweep.axis(point, side, kind), sweep.axis(sweep.base, side, kind)
-            return None if value is None or ref is None else scale * (value - ref if kind == "score" else value)
+            return sweep.change(point, side, kind)
 
         # a rate whose domain accuracy is no gain (at the majority baseline, or one label) cannot anchor a
         # comparison at similar gain
-        no_gain = sorted(lr for (m, lr), p in groups.items() if m == "sft" and kind == "score"
+        no_gain = sorted(lr for (m, lr), p in groups.items() if m == "sft" and side_kind("domain", kind) == "score"
                          and no_gain_reasons(sweep, p))
         rates = sorted(lr for m, lr in groups if m == "sft" and lr not in no_gain)
         if no_gain:
@@ -209,11 +212,11 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
             for lr in rates[:-1]:
                 cmp = compare(sweep, groups[("sft", lr)], large, "domain", kind)
                 d_small, d_large = change(groups[("sft", lr)], "domain"), change(large, "domain")
-                if cmp and None not in (d_small, d_large) and d_small - d_large + Z95 * scale * cmp.stderr >= 0:
+                if cmp and None not in (d_small, d_large) and d_small - d_large + Z95 * dscale * cmp.stderr >= 0:
                     similar.append(lr)
             head = f"- **Finding 1, small learning rate ({axis})**: "
             if not similar:
-                domains = ", ".join(f"lr {lr:g} {fmt.format(change(groups[('sft', lr)], 'domain') or 0.0)}"
+                domains = ", ".join(f"lr {lr:g} {dfmt.format(change(groups[('sft', lr)], 'domain') or 0.0)}"
                                     for lr in rates)
                 lines.append(head + f"no smaller rate reached a domain change similar to lr {rates[-1]:g}'s "
                              f"(domain change in {domain_unit}: {domains}): **cannot be told** at similar domain "
@@ -222,20 +225,21 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
                 small = groups[("sft", similar[0])]
                 cmp = compare(sweep, small, large, "general", kind)
                 g_small, g_large = change(small, "general"), change(large, "general")
-                lines.append(head + f"SFT at lr {similar[0]:g} changed the domain side {fmt.format(change(small, 'domain'))} "
-                             f"{domain_unit} and the general side {fmt.format(g_small)} {unit}; at lr {rates[-1]:g}, "
-                             f"{fmt.format(change(large, 'domain'))} and {fmt.format(g_large)}. General side, small minus "
+                lines.append(head + f"SFT at lr {similar[0]:g} changed the domain side "
+                             f"{dfmt.format(change(small, 'domain'))} {domain_unit} and the general side "
+                             f"{fmt.format(g_small)} {unit}; at lr {rates[-1]:g}, {dfmt.format(change(large, 'domain'))} "
+                             f"and {fmt.format(g_large)}. General side, small minus "
                              f"large: " + _verdict(g_small - g_large, scale * cmp.stderr if cmp else None, fmt, unit)
                              + ".")
-        talr_curve, _ = _curve(sweep, "talr", kind, scale)
-        sft_curve, _ = _curve(sweep, "sft", kind, scale)
+        talr_curve, _ = _curve(sweep, "talr", kind)
+        sft_curve, _ = _curve(sweep, "sft", kind)
         matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None
         head = f"- **Finding 2, TALR vs SFT at matched domain gain ({axis})**: "
         if matched is None or matched.gain <= 0:
             if len(talr_curve) > 1 and len(sft_curve) > 1:
                 lines.append(head + "their domain gains do not overlap, or are no gains: **cannot be told**.")
         else:
-            lines.append(head + f"at domain gain {fmt.format(matched.gain)} {domain_unit} the general cost is "
+            lines.append(head + f"at domain gain {dfmt.format(matched.gain)} {domain_unit} the general cost is "
                          f"{fmt.format(matched.cost_a)} ± {fmt.format(matched.cost_a_se).lstrip('+')} {unit} under "
                          f"TALR and {fmt.format(matched.cost_b)} ± {fmt.format(matched.cost_b_se).lstrip('+')} under "
                          f"SFT; SFT's cost minus TALR's: "
@@ -250,8 +254,8 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
                 continue
             lines.append(f"- **Finding 2 on LoRA ({axis}, lr {lr:g}, equal rate)**: the general side changed "
                          f"{fmt.format(g_talr)} {unit} under TALR on LoRA (domain "
-                         f"{fmt.format(change(point, 'domain') or 0.0)} {domain_unit}) and {fmt.format(g_lora)} under "
-                         f"LoRA (domain {fmt.format(change(lora, 'domain') or 0.0)}); TALR minus LoRA: "
+                         f"{dfmt.format(change(point, 'domain') or 0.0)} {domain_unit}) and {fmt.format(g_lora)} "
+                         f"under LoRA (domain {dfmt.format(change(lora, 'domain') or 0.0)}); TALR minus LoRA: "
                          + _verdict(g_talr - g_lora, scale * cmp.stderr if cmp else None, fmt, unit) + ".")
     return lines
 
@@ -264,19 +268,14 @@ def guidelines(sweep: Sweep) -> list[str]:
     lines = []
     groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
     for kind in sweep.kinds():
-        scale = KIND_LABEL[kind][2]
+        scale = sweep.side_scale("general", kind)
         unit = side_unit(sweep, "general", kind)
-        fmt = "{:+.1f}" if kind == "score" else "{:+.3f}"
-        base_dom = sweep.axis(sweep.base, "domain", kind) if kind == "score" else 0.0
-        base_gen = sweep.axis(sweep.base, "general", kind) if kind == "score" else 0.0
-        what = ("general average / domain score (accuracy)" if kind == "score"
-                else "general / domain code length (−ΔL, bits per token)")
-        lines.append(f"*Measured on {what}:*")
+        dfmt, fmt = FORMAT[side_kind("domain", kind)], FORMAT[side_kind("general", kind)]
+        lines.append(f"*Measured on {AXIS_NAME[kind]} (domain change in {side_unit(sweep, 'domain', kind)}, general "
+                     f"in {unit}):*")
 
         def change(point, side):
-            value = sweep.axis(point, side, kind)
-            ref = base_dom if side == "domain" else base_gen
-            return None if value is None or ref is None else scale * (value - ref)
+            return sweep.change(point, side, kind)
 
         tests = []
         for method in sorted({m for m, _ in groups}):
@@ -291,8 +290,8 @@ def guidelines(sweep: Sweep) -> list[str]:
             cmp = compare(sweep, small, large, "general", kind)
             tests.append(Verdict(
                 f"- **{method}, learning rate**: at lr {rates[0]:g} the general side changed {fmt.format(g_small)} "
-                f"{unit} (domain {fmt.format(d_small)}); at lr {rates[-1]:g} it changed {fmt.format(g_large)} "
-                f"(domain {fmt.format(d_large)}); small minus large, {'paired' if cmp and cmp.paired else 'unpaired'}",
+                f"{unit} (domain {dfmt.format(d_small)}); at lr {rates[-1]:g} it changed {fmt.format(g_large)} "
+                f"(domain {dfmt.format(d_large)}); small minus large, {'paired' if cmp and cmp.paired else 'unpaired'}",
                 g_small - g_large, scale * cmp.stderr if cmp else None, cmp.n_items if cmp else None,
                 ("no measurable difference at this evaluation size",
                  "consistent with guideline 1: the smaller learning rate kept more general ability",
@@ -305,19 +304,20 @@ def guidelines(sweep: Sweep) -> list[str]:
             cmp = compare(sweep, talr, sft, "general", kind)
             tests.append(Verdict(
                 f"- **TALR vs SFT at lr {lr:g}** (equal learning rate, not equal domain gain): the general side "
-                f"changed {fmt.format(g_talr)} {unit} under TALR (domain {fmt.format(change(talr, 'domain'))}) and "
-                f"{fmt.format(g_sft)} under SFT (domain {fmt.format(change(sft, 'domain'))}); TALR minus SFT, "
+                f"changed {fmt.format(g_talr)} {unit} under TALR (domain {dfmt.format(change(talr, 'domain'))}) and "
+                f"{fmt.format(g_sft)} under SFT (domain {dfmt.format(change(sft, 'domain'))}); TALR minus SFT, "
                 f"{'paired' if cmp and cmp.paired else 'unpaired'}",
                 g_talr - g_sft, scale * cmp.stderr if cmp else None, cmp.n_items if cmp else None,
                 ("no measurable difference at this evaluation size", "TALR kept more general ability at this "
                  "learning rate", "TALR kept less general ability at this learning rate")))
-        talr_curve, talr_out = _curve(sweep, "talr", kind, scale)
-        sft_curve, sft_out = _curve(sweep, "sft", kind, scale)
+        talr_curve, talr_out = _curve(sweep, "talr", kind)
+        sft_curve, sft_out = _curve(sweep, "sft", kind)
         matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None
         if matched is not None and matched.gain > 0:
             left_out = talr_out + sft_out
             tests.append(Verdict(
-                f"- **TALR vs SFT at matched domain gain** {fmt.format(matched.gain)} {unit} (the largest both reach, "
+                f"- **TALR vs SFT at matched domain gain** {dfmt.format(matched.gain)} "
+                f"{side_unit(sweep, 'domain', kind)} (the largest both reach, "
                 f"read off each method's learning-rate curve through the base model"
                 + (f"; left out as no gain: {', '.join(left_out)}" if left_out else "")
                 + f"): general cost TALR {fmt.format(matched.cost_a)} ± {fmt.format(matched.cost_a_se).lstrip('+')}, "
