@@ -38,7 +38,8 @@ def test_config_trains_the_embedded_model(tmp_path, name):
     run_dir = train(config)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     model_dir = run_dir / "model"
-    assert (model_dir / "adapter_config.json" if name == "lora" else model_dir / "model.safetensors").is_file()
+    adapter = PRESETS[name].get("method", {}).get("adapter") == "lora"  # lora, lora_talr: model/ is the adapter
+    assert (model_dir / "adapter_config.json" if adapter else model_dir / "model.safetensors").is_file()
     if name == "wise_ft":
         assert (run_dir / "finetuned" / "model.safetensors").is_file()
     if name == "flow":
