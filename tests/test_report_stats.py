@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from talr import report, stats
-from talr.report_data import NO_LABEL, baseline, grouped_points, item_matrix, task_stderr
+from talr.report_baselines import NO_LABEL, baseline
+from talr.report_data import grouped_points, item_matrix, task_stderr
 from talr.sweep_record import write_record
 
 GOLD = ["Irrelevant"] * 8 + ["Exact"] * 6 + ["Substitute"] * 4 + ["Complement"] * 2  # majority: 8 / 20

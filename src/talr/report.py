@@ -15,7 +15,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from talr import stats
-from talr.report_data import (Point, Sweep, baseline, grouped_points, load_sweep, paired_stderr, side_kind,
+from talr.report_baselines import baseline
+from talr.report_data import (Point, Sweep, grouped_points, load_sweep, paired_stderr, side_kind,
                               task_stderr)
 from talr.report_verdicts import (AXIS_NAME, KIND_LABEL, finding_verdicts, forgetting_lines, guidelines,
                                   matched_gain_lines, no_gain_reasons)

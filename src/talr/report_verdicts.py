@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from talr import stats
-from talr.report_data import (Point, Sweep, baseline, compare, drift, grouped_points, side_kind,
-                              task_difference)
+from talr.report_baselines import baseline
+from talr.report_data import Point, Sweep, compare, drift, grouped_points, side_kind, task_difference
 
 ALPHA, POWER = 0.05, 0.8
 KIND_LABEL = {  # axis kind -> (domain axis label, general axis label)
