@@ -52,13 +52,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
         return build_dataclass(tp, value, key)
-    if tp is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return value
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if tp in _PLAIN_TYPES:  # taken as YAML gives them, only checked
+        if not isinstance(value, tp):
+            raise ConfigError(f"{key}: expected {_PLAIN_TYPES[tp]}, got {value!r}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -79,11 +75,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if number is None or not math.isfinite(number):
             raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         return number
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
     raise ConfigError(f"{key}: unsupported type {_type_name(tp)}")
+
+
+_PLAIN_TYPES = {dict: "a mapping", bool: "true or false", str: "a string"}  # type -> how an error names it
 
 
 def build_dataclass(cls: type, data: dict, prefix: str = ""):
