@@ -371,3 +371,15 @@ def test_a_domain_read_by_code_length_is_set_against_general_accuracy(esci_sweep
     assert "*Measured on domain code length, general accuracy (domain change in bits/token, general in points):*" in text
     assert "| general avg (%) | Δ general avg (pts) | −ΔL domain |" in text
     assert (esci_sweep / "tradeoff_codelength_accuracy.png").stat().st_size > 10_000
+
+
+def test_without_samples_the_forgetting_check_says_it_cannot_tell(tmp_path):
+    from talr.report_data import load_sweep
+    from talr.report_verdicts import forgetting_lines
+
+    _text_sweep(tmp_path / "s", ["arc_easy", "general_text"])
+    for path in (tmp_path / "s").rglob("samples_*.jsonl"):
+        path.unlink()
+    text = "\n".join(forgetting_lines(load_sweep(tmp_path / "s")))
+    assert "Not checked: this record has no per-item samples" in text
+    assert "does not reach a regime" not in text

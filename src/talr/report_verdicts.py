@@ -48,6 +48,9 @@ def forgetting_lines(sweep: Sweep) -> list[str]:
     general ability beyond FORGETTING_Z errors cannot test a method against forgetting, and says so."""
     if sweep.base is None or not sweep.general:
         return []
+    if not sweep.has_samples:
+        return ["Not checked: this record has no per-item samples, so no point can be paired with the base on the "
+                "same items."]
     groups = {(p.method, p.learning_rate): p for p in grouped_points(sweep) if p.alpha is None}
     header = ["point", "seeds", *[f"{t} Δ ({_unit(sweep, t)})" for t in sweep.general], "KL from base (nats/token)",
               f"general loss beyond {FORGETTING_Z:g} SE"]
@@ -55,12 +58,13 @@ def forgetting_lines(sweep: Sweep) -> list[str]:
     for method in sorted({m for m, _ in groups}):
         lr = max(lr for m, lr in groups if m == method)
         point = groups[(method, lr)]
-        cells, losses = [], []
+        cells, losses, compared = [], [], 0
         for task in sweep.general:
             found = task_difference(sweep, point, sweep.base, task)
             if found is None:
                 cells.append("—")
                 continue
+            compared += 1
             higher = sweep.higher_is_better.get(task, True)
             scale = 100.0 if higher else 1.0
             difference, stderr = scale * found[0], scale * found[1]
@@ -69,14 +73,18 @@ def forgetting_lines(sweep: Sweep) -> list[str]:
                 losses.append(f"{task} ({cells[-1]} {_unit(sweep, task)})")
         kl = drift(point)
         rows.append([f"{method} lr {lr:g}", str(len(point.members or [point])), *cells,
-                     f"{kl[0]:.4f} ± {kl[1]:.4f}" if kl else "—", "; ".join(losses) or "none"])
-        verdicts.append((method, lr, losses))
+                     f"{kl[0]:.4f} ± {kl[1]:.4f}" if kl else "—",
+                     "; ".join(losses) or ("none" if compared else "not compared (no samples)")])
+        verdicts.append((method, lr, losses, compared))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows),
              ""]
-    for method, lr, losses in verdicts:
+    for method, lr, losses, compared in verdicts:
         if method != "sft":
             continue
-        if losses:
+        if not compared:
+            lines.append(f"SFT at its largest rate ({lr:g}) has no per-item samples to pair with the base: whether "
+                         "it forgets cannot be told from this record.")
+        elif losses:
             lines.append(f"SFT at its largest rate ({lr:g}) loses general ability beyond {FORGETTING_Z:g} standard "
                          f"errors on {', '.join(losses)}: the grid reaches a regime where forgetting happens.")
         else:
