@@ -76,6 +76,33 @@ def test_guidelines_state_the_measured_changes(sweep_dir):
     assert "*Measured on general / domain code length" not in lines  # no domain code-length task: no bits verdicts
 
 
+def test_a_rate_beaten_on_both_sides_by_a_smaller_one_is_left_off_its_method_curve(sweep_dir):
+    """An SFT rate with less domain gain and more general cost than a smaller SFT rate (past the useful range) is left
+    off SFT's curve: sorted in by its gain it would put SFT's cost at +40 between it and the rate below, on a path SFT
+    never takes. A small rate that a larger one beats stays: the path from the base goes through it."""
+    from talr.report_verdicts import method_curve
+
+    def add(name, lr, domain, ifeval):
+        directory = sweep_dir / "runs" / name
+        (directory / "eval").mkdir(parents=True)
+        (directory / "eval" / "results.json").write_text(json.dumps(_results(domain, ifeval, 2.60)))
+        (directory / "point.json").write_text(json.dumps(
+            {"name": name, "method": "sft", "learning_rate": lr, "seed": 0, "alpha": None}))
+
+    add("sft_lr2e-04_seed0", 2e-4, 0.45, 0.20)  # gain 35, cost 30: beaten by 5e-05 (gain 50, cost 20)
+    add("sft_lr1e-06_seed0", 1e-6, 0.20, 0.40)  # gain 10, cost 10: beaten by 2e-06 (gain 20, cost 2), a larger rate
+    sweep = report.load_sweep(sweep_dir)
+    curve = method_curve(sweep, "sft", "score")
+    assert curve.names == ["sft_lr1e-06_seed0", "sft_lr2e-06_seed0", "sft_lr5e-05_seed0"]
+    assert curve.dominated == ["sft_lr2e-04_seed0"]
+    assert [c for p in curve.points for c in (p.gain, p.cost)] == pytest.approx([0, 0, 10, 10, 20, 2, 50, 20])
+    lines = "\n".join(report.guidelines(sweep))
+    # as in test_guidelines_state_the_measured_changes: 2 + (20 / 30) * 18 = 14, not 30 - (5 / 15) * 10 = 26.7
+    # read between 2e-04 (gain 35) and 5e-05 (gain 50)
+    assert ("read off each method's learning-rate curve through the base model; left out as beaten on both sides by "
+            "the base or a smaller rate: sft_lr2e-04_seed0): general cost TALR +10.0 ± 7.3, SFT +14.0 ± 5.7") in lines
+
+
 def test_paired_stderr_uses_per_item_differences(sweep_dir):
     """With samples files, the noise of a difference is the spread of per-item differences on the shared items."""
     ifeval_a, ifeval_b = [1, 1, 0, 1, 0, 1], [1, 0, 0, 1, 0, 0]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from talr.io import read_jsonl_records
 from talr.report import KIND_LABEL, axis_points, front_indices, off_front
-from talr.report_data import Sweep, side_kind
+from talr.report_data import Sweep, compare, side_kind
+from talr.report_verdicts import method_curve
 from talr.run_dir import RunDir
 
 PLOT_NAME = {"score": "accuracy", "bits": "codelength", "bits_score": "codelength_accuracy"}  # tradeoff_<name>.png
@@ -42,6 +43,13 @@ def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
         marker = markers[rates.index(p.learning_rate) % len(markers)] if p.learning_rate in rates else "o"
         ax.scatter(x, y, color=colours(methods.index(p.method) % 10), marker=marker, s=size, edgecolor="black",
                    linewidth=0.5, zorder=3 + drawn[key] / 10)
+    if sweep.base is not None:  # error bars: one standard error of each side's change from the base (paired)
+        for p, (x, y) in zip(points, xy):
+            errors = [compare(sweep, p, sweep.base, side, kind) for side in ("domain", "general")]
+            if None not in errors:
+                ax.errorbar(x, y, xerr=sweep.side_scale("domain", kind) * errors[0].stderr,
+                            yerr=sweep.side_scale("general", kind) * errors[1].stderr, fmt="none",
+                            ecolor=colours(methods.index(p.method) % 10), elinewidth=0.8, alpha=0.6, zorder=2.8)
     front = front_indices(sweep, kind)
     excluded = off_front(sweep, kind)
     for p, (x, y) in zip(points, xy):  # crossed out: a domain "gain" at/below the majority baseline, or collapsed
@@ -55,10 +63,19 @@ def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
             base_xy = (sweep.side_scale("domain", kind) * bx, sweep.side_scale("general", kind) * by)
             # beneath the points, so a run that did not move from the base stays visible
             ax.scatter(*base_xy, marker="*", s=260, color="gold", edgecolor="black", zorder=2.5)
+            where = {p.name: point_xy for p, point_xy in zip(points, xy)}
+            for i, method in enumerate(methods):  # the curves the matched-gain verdicts read off, from the base
+                names = [n for n in method_curve(sweep, method, kind).names if n in where]
+                if names:
+                    line = [base_xy, *(where[n] for n in names)]
+                    ax.plot([x for x, _ in line], [y for _, y in line], "-", color=colours(i % 10), lw=1.0,
+                            alpha=0.7, zorder=2.2)
     handles = [Line2D([], [], color=colours(i % 10), marker="o", ls="", label=m) for i, m in enumerate(methods)]
     handles += [Line2D([], [], color="black", marker=markers[i % len(markers)], ls="", mfc="white",
                        label=f"lr {r:g}") for i, r in enumerate(rates)]
     handles.append(Line2D([], [], color="grey", ls="--", label="Pareto front"))
+    if base_xy is not None:
+        handles.append(Line2D([], [], color="black", ls="-", lw=1.0, label="a method's curve (matched gain)"))
     if excluded:
         handles.append(Line2D([], [], color="red", marker="x", ls="",
                               label="≤ majority or collapsed (off the front)"))
@@ -68,7 +85,7 @@ def plot_scatter(sweep: Sweep, out: Path, kind: str) -> Path | None:
     ax.legend(handles=handles, loc="best", fontsize=8, framealpha=0.9)
     ax.set_xlabel(f"{x_label}\n[{', '.join(sweep.side_tasks('domain', kind))}]")
     ax.set_ylabel(f"{y_label}\n[{', '.join(sweep.side_tasks('general', kind))}]")
-    ax.set_title("Domain gain vs general capability (one point per method x learning rate)")
+    ax.set_title("Domain gain vs general capability (one point per method x learning rate; bars ±1 SE)", fontsize=10)
     if side_kind("domain", kind) == "bits":  # a change against the base: 0 is the base
         ax.axvline(0, color="black", lw=0.6)
     if side_kind("general", kind) == "bits":

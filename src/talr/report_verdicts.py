@@ -138,25 +138,60 @@ def _finish(tests: list[Verdict], unit: str, fmt: str) -> list[str]:
     return lines
 
 
-def _curve(sweep: Sweep, method: str, kind: str) -> tuple[list[stats.CurvePoint], list[str]]:
-    """A method's (domain gain, general cost) points across learning rates in display units, through the base model
-    (0, 0); points whose domain accuracy is no gain are left out (named in the second list)."""
-    curve, left_out = [stats.CurvePoint(0.0, 0.0)], []
+@dataclass
+class MethodCurve:
+    """A method's (domain gain, general cost) points across learning rates in display units, from the base model
+    (0, 0): the rates whose domain accuracy is no gain are left out (``no_gain``), and so are the rates that the base
+    or a smaller rate of the method beats on both sides, at least the domain gain for at most the general cost
+    (``dominated``: past the useful range, a larger rate bought nothing). Sorting such a rate in by its gain would
+    read the method's cost between it and a smaller rate, off a path the method never takes."""
+
+    points: list[stats.CurvePoint]  # the base first, then the kept rates by domain gain
+    names: list[str]  # the kept rates' point names, in the order of points[1:]
+    no_gain: list[str]
+    dominated: list[str]
+
+
+def _beats(a: stats.CurvePoint, b: stats.CurvePoint) -> bool:
+    """``a`` has at least ``b``'s domain gain at no more general cost, and is better on one of the two."""
+    return a.gain >= b.gain and a.cost <= b.cost and (a.gain > b.gain or a.cost < b.cost)
+
+
+def method_curve(sweep: Sweep, method: str, kind: str) -> MethodCurve:
+    """The curve the matched-gain verdicts read ``method``'s general cost off (errors paired against the base)."""
+    measured, no_gain = [], []
     base = sweep.base
     for point in grouped_points(sweep):
         if point.method != method or point.alpha is not None:
             continue
         if side_kind("domain", kind) == "score" and no_gain_reasons(sweep, point):
-            left_out.append(point.name)
+            no_gain.append(point.name)
             continue
         gain, general = sweep.change(point, "domain", kind), sweep.change(point, "general", kind)
         if gain is None or general is None:
             continue
         gain_cmp, cost_cmp = compare(sweep, point, base, "domain", kind), compare(sweep, point, base, "general", kind)
         gain_scale, cost_scale = sweep.side_scale("domain", kind), sweep.side_scale("general", kind)
-        curve.append(stats.CurvePoint(gain, -general, cost_scale * cost_cmp.stderr if cost_cmp else 0.0,
-                                      gain_scale * gain_cmp.stderr if gain_cmp else 0.0))
-    return curve, left_out
+        measured.append((point.learning_rate or 0.0, point.name, stats.CurvePoint(
+            gain, -general, cost_scale * cost_cmp.stderr if cost_cmp else 0.0,
+            gain_scale * gain_cmp.stderr if gain_cmp else 0.0)))
+    origin = stats.CurvePoint(0.0, 0.0)
+    kept, dominated = [], []
+    for lr, name, point in measured:
+        smaller = [origin, *(other for other_lr, _, other in measured if other_lr < lr)]
+        (dominated if any(_beats(other, point) for other in smaller) else kept).append((name, point))
+    kept.sort(key=lambda pair: pair[1].gain)
+    return MethodCurve([origin, *(p for _, p in kept)], [n for n, _ in kept], no_gain, [n for n, _ in dominated])
+
+
+def left_out(*curves: MethodCurve) -> str:
+    """'; left out as no gain: a, b; as beaten on both sides ...: c' for these curves (empty when nothing is)."""
+    no_gain = [name for curve in curves for name in curve.no_gain]
+    dominated = [name for curve in curves for name in curve.dominated]
+    parts = [f"left out as no gain: {', '.join(no_gain)}" if no_gain else "",
+             f"left out as beaten on both sides by the base or a smaller rate: {', '.join(dominated)}"
+             if dominated else ""]
+    return "".join(f"; {part}" for part in parts if part)
 
 
 Z95 = 1.959963984540054  # two-sided 95 % normal quantile
@@ -239,15 +274,17 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
                              f"and {fmt.format(g_large)}. General side, small minus "
                              f"large: " + _verdict(g_small - g_large, scale * cmp.stderr if cmp else None, fmt, unit)
                              + ".")
-        talr_curve, _ = _curve(sweep, "talr", kind)
-        sft_curve, _ = _curve(sweep, "sft", kind)
-        matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None
+        talr_curve, sft_curve = method_curve(sweep, "talr", kind), method_curve(sweep, "sft", kind)
+        both = len(talr_curve.points) > 1 and len(sft_curve.points) > 1
+        matched = stats.matched_gain(talr_curve.points, sft_curve.points) if both else None
         head = f"- **Finding 2, TALR vs SFT at matched domain gain ({axis})**: "
         if matched is None or matched.gain <= 0:
-            if len(talr_curve) > 1 and len(sft_curve) > 1:
+            if both:
                 lines.append(head + "their domain gains do not overlap, or are no gains: **cannot be told**.")
         else:
-            lines.append(head + f"at domain gain {dfmt.format(matched.gain)} {domain_unit} the general cost is "
+            dropped = left_out(talr_curve, sft_curve).removeprefix("; ")
+            lines.append(head + (f"({dropped}) " if dropped else "")
+                         + f"at domain gain {dfmt.format(matched.gain)} {domain_unit} the general cost is "
                          f"{fmt.format(matched.cost_a)} ± {fmt.format(matched.cost_a_se).lstrip('+')} {unit} under "
                          f"TALR and {fmt.format(matched.cost_b)} ± {fmt.format(matched.cost_b_se).lstrip('+')} under "
                          f"SFT; SFT's cost minus TALR's: "
@@ -318,16 +355,15 @@ def guidelines(sweep: Sweep) -> list[str]:
                 g_talr - g_sft, scale * cmp.stderr if cmp else None, cmp.n_items if cmp else None,
                 ("no measurable difference at this evaluation size", "TALR kept more general ability at this "
                  "learning rate", "TALR kept less general ability at this learning rate")))
-        talr_curve, talr_out = _curve(sweep, "talr", kind)
-        sft_curve, sft_out = _curve(sweep, "sft", kind)
-        matched = stats.matched_gain(talr_curve, sft_curve) if len(talr_curve) > 1 and len(sft_curve) > 1 else None
+        talr_curve, sft_curve = method_curve(sweep, "talr", kind), method_curve(sweep, "sft", kind)
+        matched = (stats.matched_gain(talr_curve.points, sft_curve.points)
+                   if len(talr_curve.points) > 1 and len(sft_curve.points) > 1 else None)
         if matched is not None and matched.gain > 0:
-            left_out = talr_out + sft_out
             tests.append(Verdict(
                 f"- **TALR vs SFT at matched domain gain** {dfmt.format(matched.gain)} "
                 f"{side_unit(sweep, 'domain', kind)} (the largest both reach, "
                 f"read off each method's learning-rate curve through the base model"
-                + (f"; left out as no gain: {', '.join(left_out)}" if left_out else "")
+                + left_out(talr_curve, sft_curve)
                 + f"): general cost TALR {fmt.format(matched.cost_a)} ± {fmt.format(matched.cost_a_se).lstrip('+')}, "
                 f"SFT {fmt.format(matched.cost_b)} ± {fmt.format(matched.cost_b_se).lstrip('+')}; SFT's cost minus "
                 "TALR's", -matched.difference, matched.difference_se, None,
