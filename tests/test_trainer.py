@@ -83,6 +83,7 @@ def test_training_lowers_the_loss_and_writes_the_run_directory(tmp_path, tiny_mo
         assert key in steps[0], key
     run = json.loads((run_dir / "run.json").read_text())
     assert run["status"] == "finished" and run["seed"] == 0 and run["versions"]["torch"] == torch.__version__
+    assert 0 < run["cpu_time_s"] and run["hardware"]["device"] == "cpu"  # what the report's cost section reads
     assert (run_dir / "config.yaml").is_file() and (run_dir / "model" / "model.safetensors").is_file()
     reloaded, _ = load_model(run_dir)  # a run directory is a model spec
     assert reloaded.config.vocab_size == 259

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from talr import stats
 from talr.report_baselines import baseline
+from talr.report_cost import cost_lines
 from talr.report_data import (Point, Sweep, grouped_points, load_sweep, paired_stderr, side_kind,
                               task_stderr)
 from talr.report_verdicts import (AXIS_NAME, KIND_LABEL, finding_verdicts, forgetting_lines, guidelines,
@@ -257,6 +258,8 @@ def write_report(sweep_dir: str | Path) -> Path:
     parts += ["## Results by learning rate", "", tables(sweep)]
     if agreement := signal_agreement(sweep):
         parts += ["## Does the cheap code-length signal track the general scores?", "", *agreement, ""]
+    if cost := cost_lines(sweep):
+        parts += ["## Cost", "", *cost, ""]
     if scatters:
         parts += ["## Domain vs general", ""] + [f"![trade-off]({path.name})" for path in scatters] + [""]
         for kind in sweep.kinds():

@@ -32,6 +32,9 @@ from talr.run_dir import RunDir
 
 RECORD_RESULTS = "results.json"
 RECORD_SAMPLES = "samples.jsonl.gz"
+# run.json keys a record keeps beside each point's results: the training's cost and machine (talr.report_cost)
+RUN_FACTS = ("cpu_time_s", "wall_time_s", "train_runtime_s", "global_steps", "resumed_from_step", "torch_threads",
+             "hardware", "precision", "versions", "git", "peak_rss_mib")
 BASELINE_METRICS = ("chance", "majority")  # results.json entries the evaluator adds next to a task's own metrics
 
 
@@ -49,6 +52,10 @@ class Point:
     samples: dict[str, list[dict]] = field(default_factory=dict)  # task -> per-item records
     probes: list[dict] = field(default_factory=list)  # the run's code-length probe records
     members: list[Point] = field(default_factory=list)  # the seeds behind a seed-averaged point
+    timings: dict[str, dict] = field(default_factory=dict)  # task -> the evaluation's task_timings entry
+    n_items: dict[str, int] = field(default_factory=dict)  # task -> items evaluated
+    hardware: dict = field(default_factory=dict)  # the evaluation's hardware facts
+    run: dict = field(default_factory=dict)  # the training run's run.json facts (RUN_FACTS)
 
 
 @dataclass
@@ -166,6 +173,10 @@ def _point_from_results(results: dict, meta: dict, run_dir: Path | None, sweep_i
         budget = results.get("configs", {}).get(task, {}).get("generation_kwargs", {}).get("max_new_tokens")
         if budget is not None:
             sweep_info["budgets"][task] = int(budget)
+    point.timings = results.get("task_timings") or {}
+    point.n_items = {task: int(n["effective"]) for task, n in (results.get("n-samples") or {}).items()
+                     if isinstance(n, dict) and "effective" in n}
+    point.hardware = (results.get("config") or {}).get("hardware") or {}
     return point
 
 
@@ -188,6 +199,7 @@ def read_run_dir(directory: Path, meta: dict, info: dict) -> Point | None:
             point.samples[task] = [_slim(row) for _, row in iter_jsonl(path)]
     if run.probes_file.is_file():
         point.probes = [r for _, r in iter_jsonl(run.probes_file) if r.get("probe") == "codelength"]
+    point.run = {key: value for key, value in run.read_record().items() if key in RUN_FACTS}
     return point
 
 
@@ -210,6 +222,7 @@ def _read_record(root: Path, info: dict) -> tuple[Point | None, list[Point]]:
         point = _point_from_results(results, meta, None, info)
         point.samples = dict(samples.get(name, {}))
         point.probes = entry.get("probes", [])
+        point.run = entry.get("run", {})
         if name == "base":
             base = point
         else:

@@ -1,8 +1,9 @@
-"""A sweep's committable record: ``results.json`` (every point's evaluation results, its grid coordinates and its
-code-length probe records) and ``samples.jsonl.gz`` (every point's per-item samples: doc id, target, prediction,
-scores), written into the sweep folder by ``talr sweep`` after each point. With ``sweep.yaml`` (and the report and
-figures) they are what a record under ``docs/results/`` holds: ``talr report`` on such a folder recomputes every
-paired error, baseline and collapse check from them, without the run directories or model weights.
+"""A sweep's committable record: ``results.json`` (every point's evaluation results, its grid coordinates, its
+code-length probe records and its training run's cost and machine facts) and ``samples.jsonl.gz`` (every point's
+per-item samples: doc id, target, prediction, scores), written into the sweep folder by ``talr sweep`` after each
+point. With ``sweep.yaml`` (and the report and figures) they are what a record under ``docs/results/`` holds:
+``talr report`` on such a folder recomputes every paired error, baseline and collapse check from them, without the
+run directories or model weights.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def write_record(root: str | Path, out: str | Path | None = None) -> tuple[Path,
         if not path.is_file():
             continue
         point = read_run_dir(directory, meta, info)
-        results[name] = {"point": meta, "results": read_json(path), "probes": point.probes}
+        results[name] = {"point": meta, "results": read_json(path), "probes": point.probes,
+                         **({"run": point.run} if point.run else {})}
         for task, rows in point.samples.items():
             lines += [json.dumps({"point": name, "task": task, **row}, ensure_ascii=False) for row in rows]
     buffer = io.BytesIO()

@@ -315,7 +315,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
     Trainer's (e.g. a benchmark's step timer). ``resume``: continue from the run directory's last complete
     checkpoint (talr.checkpoints; from step 0 when there is none). Raises TrainingDiverged (talr.divergence) after
     marking the run diverged."""
-    started = time.time()
+    started, cpu_started = time.time(), time.process_time()
     check_model_spec(config.model)  # an unknown model fails before anything is written or loaded
     run_dir = Path(config.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -390,6 +390,7 @@ def train(config: Config, callbacks: Sequence[TrainerCallback] = (), resume: boo
             **precision_record(config.training.autocast, autocast),
             "torch_threads": torch.get_num_threads(),
             "wall_time_s": round(time.time() - started, 2),
+            "cpu_time_s": round(time.process_time() - cpu_started, 2),  # all threads; since the resume, if one
             "train_runtime_s": result.metrics.get("train_runtime"),
             "global_steps": result.global_step,
             "resumed_from_step": checkpoint.step if checkpoint else None,
