@@ -187,6 +187,32 @@ def test_record_round_trip_recomputes_the_same_numbers(esci_sweep, tmp_path):
     assert "## Training curves" not in report.write_report(record).read_text()  # no run logs in a record
 
 
+def test_make_record_bundles_a_sweep_into_a_folder_whose_report_needs_nothing_else(esci_sweep, tmp_path):
+    from talr.sweep_record import make_record
+
+    (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "metrics.jsonl").write_text(
+        json.dumps({"step": 1, "nll": 1.0, "hard_token_frac": 0.2, "tau": 0.5}) + "\n")
+    record = tmp_path / "record"
+    report_path = make_record(esci_sweep, record)
+    assert report_path == record / "report.md"
+    assert {"sweep.yaml", "results.json", "samples.jsonl.gz", "training_curves.png"} <= {
+        p.name for p in record.iterdir()}
+    shutil.rmtree(esci_sweep)  # the record stands alone
+    assert report.write_report(record).read_text() == report_path.read_text()
+    assert "## Training curves" in report_path.read_text()  # drawn from the run logs, kept as a figure
+    with pytest.raises(FileNotFoundError, match="bundles a sweep folder made by talr sweep"):
+        make_record(record, tmp_path / "again")
+
+
+def test_report_record_flag_on_the_command_line(esci_sweep, tmp_path, capsys):
+    from talr.cli import main
+
+    assert main(["report", str(esci_sweep), "--record", str(tmp_path / "record")]) == 0
+    assert f"Record: {tmp_path / 'record'}" in capsys.readouterr().out
+    assert (tmp_path / "record" / "report.md").is_file()
+    assert main(["report", str(tmp_path / "record"), "--record", str(tmp_path / "again")]) == 2  # one-line error
+
+
 def test_a_bad_record_line_is_named(esci_sweep, tmp_path):
     record = tmp_path / "record"
     record.mkdir()

@@ -94,6 +94,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
+    if args.record:
+        from talr.sweep_record import make_record
+
+        print(f"Record: {make_record(args.sweep_dir, args.record).parent}")
+        return 0
     from talr.report import write_report
 
     print(f"Report: {write_report(args.sweep_dir)}")
@@ -191,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = verbs.add_parser("report", help="write report.md and plots for a sweep directory")
     report.add_argument("sweep_dir")
+    report.add_argument("--record", metavar="DIR", help="also bundle the sweep into a record folder DIR to commit "
+                        "(sweep.yaml, results.json, samples.jsonl.gz, figures) with its report")
     report.set_defaults(func=_report)
 
     average = verbs.add_parser(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 from pathlib import Path
 
 from talr.io import atomic_write_bytes, atomic_write_json, read_json
@@ -41,3 +42,28 @@ def write_record(root: str | Path, out: str | Path | None = None) -> tuple[Path,
         handle.write(("\n".join(lines) + "\n" if lines else "").encode("utf-8"))
     atomic_write_json(out / RECORD_RESULTS, results)
     return out / RECORD_RESULTS, atomic_write_bytes(out / RECORD_SAMPLES, buffer.getvalue())
+
+
+# figures a record cannot redraw: drawn from the runs' metrics.jsonl, which a record does not hold
+RUN_LOG_FIGURES = ("training_curves.png",)
+
+
+def make_record(sweep_dir: str | Path, out: str | Path) -> Path:
+    """``talr report SWEEP --record OUT``: bundle a sweep folder into a record folder ``out`` to commit — sweep.yaml,
+    results.json, samples.jsonl.gz and the figures only the run logs can draw — and write its report there, from the
+    record alone (what anyone who clones it reproduces). Returns the record's report.md."""
+    from talr.report import write_report
+
+    sweep_dir, out = Path(sweep_dir), Path(out)
+    if not (sweep_dir / "runs").is_dir():
+        raise FileNotFoundError(f"{sweep_dir / 'runs'} not found: --record bundles a sweep folder made by talr sweep")
+    if out.resolve() == sweep_dir.resolve():
+        raise FileExistsError(f"--record {out} is the sweep folder itself: the record goes into another folder")
+    write_report(sweep_dir)  # draws every figure from the run logs
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(sweep_dir / "sweep.yaml", out / "sweep.yaml")
+    write_record(sweep_dir, out)
+    for name in RUN_LOG_FIGURES:
+        if (sweep_dir / name).is_file():
+            shutil.copy2(sweep_dir / name, out / name)
+    return write_report(out)
