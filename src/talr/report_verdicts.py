@@ -185,7 +185,8 @@ def method_curve(sweep: Sweep, method: str, kind: str) -> MethodCurve:
 
 
 def left_out(*curves: MethodCurve) -> str:
-    """'; left out as no gain: a, b; as beaten on both sides ...: c' for these curves (empty when nothing is)."""
+    """'; left out as no gain: a, b; left out as beaten on both sides by the base or a smaller rate: c' for these
+    curves (empty when nothing is left out)."""
     no_gain = [name for curve in curves for name in curve.no_gain]
     dominated = [name for curve in curves for name in curve.dominated]
     parts = [f"left out as no gain: {', '.join(no_gain)}" if no_gain else "",
