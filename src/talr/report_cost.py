@@ -16,6 +16,7 @@ class CpuTime(NamedTuple):
     scaled: bool = False  # scaled up from the part after a resume
     from_wall: bool = False  # wall time x torch threads (no CPU time recorded): an upper bound on shared cores
 
+
 def training_cpu_seconds(run: dict) -> CpuTime | None:
     """CPU time of a whole training run: ``cpu_time_s`` when run.json has it, else training wall time x torch
     threads (a run.json from before cpu_time_s); a resumed run's time covers its steps since the checkpoint and is
@@ -75,14 +76,15 @@ def cost_lines(sweep: Sweep) -> list[str]:
     rates = task_rates(points)
     if not rates and not any(p.run for p in points):
         return []
+    costs = {p.name: (training_cpu_seconds(p.run), evaluation_cpu_seconds(p, rates)) for p in points}
     rows, measured = [], []
     for point in points:
-        parts = [t for t in (training_cpu_seconds(point.run), evaluation_cpu_seconds(point, rates)) if t is not None]
+        train, evaluation = costs[point.name]
+        parts = [t for t in (train, evaluation) if t is not None]
         both = CpuTime(sum(t.seconds for t in parts), any(t.scaled for t in parts),
                        any(t.from_wall for t in parts)) if parts else None
         measured += parts
-        rows.append(f"| {point.name} | {_minutes(training_cpu_seconds(point.run))} | "
-                    f"{_minutes(evaluation_cpu_seconds(point, rates))} | {_minutes(both)} |")
+        rows.append(f"| {point.name} | {_minutes(train)} | {_minutes(evaluation)} | {_minutes(both)} |")
     machines = sorted({m for p in points if (m := _machine(p))})
     threads = sorted({t for p in points if (t := p.run.get("torch_threads"))})
     items = {task: n for p in points for task, n in p.n_items.items()}
@@ -93,10 +95,10 @@ def cost_lines(sweep: Sweep) -> list[str]:
              "Evaluation per task, median over the evaluations that computed it: " + ", ".join(
                  f"{task} {rates[task] * items.get(task, 0) / 60:.1f} CPU-min ({items.get(task, 0)} items, "
                  f"{rates[task]:.2f} s/item)" for task in rates) + "."]
-    trained = [t.seconds for p in sweep.points if (t := training_cpu_seconds(p.run)) is not None]
+    trained = [t.seconds for p in sweep.points if (t := costs[p.name][0]) is not None]
     lines.append((f"Training, median over {len(trained)} trained points: {statistics.median(trained) / 60:.1f} "
                   "CPU-min. " if trained else "") + f"Total: {sum(t.seconds for t in measured) / 3600:.1f} CPU-hours.")
-    untimed = [p.name for p in sweep.points if p.alpha is None and training_cpu_seconds(p.run) is None]
+    untimed = [p.name for p in sweep.points if p.alpha is None and costs[p.name][0] is None]
     if untimed:
         lines.append(f"The training time of {len(untimed)} trained point(s) is not in this record (run.json facts "
                      "came into records later): the total leaves it out.")
