@@ -192,14 +192,16 @@ def test_make_record_bundles_a_sweep_into_a_folder_whose_report_needs_nothing_el
 
     (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "metrics.jsonl").write_text(
         json.dumps({"step": 1, "nll": 1.0, "hard_token_frac": 0.2, "tau": 0.5}) + "\n")
+    (esci_sweep / "runs" / "sft_lr5e-05_seed0" / "probes.jsonl").write_text(_probes([0, 1.5, 3], [0, 0.03, 0.06]))
     record = tmp_path / "record"
     report_path = make_record(esci_sweep, record)
     assert report_path == record / "report.md"
-    assert {"sweep.yaml", "results.json", "samples.jsonl.gz", "training_curves.png"} <= {
+    assert {"sweep.yaml", "results.json", "samples.jsonl.gz", "training_curves.png", "probes.png"} <= {
         p.name for p in record.iterdir()}
     shutil.rmtree(esci_sweep)  # the record stands alone
     assert report.write_report(record).read_text() == report_path.read_text()
     assert "## Training curves" in report_path.read_text()  # drawn from the run logs, kept as a figure
+    assert "## Training-time probes" in report_path.read_text()
     with pytest.raises(FileNotFoundError, match="bundles a sweep folder made by talr sweep"):
         make_record(record, tmp_path / "again")
 

@@ -44,8 +44,9 @@ def write_record(root: str | Path, out: str | Path | None = None) -> tuple[Path,
     return out / RECORD_RESULTS, atomic_write_bytes(out / RECORD_SAMPLES, buffer.getvalue())
 
 
-# figures a record cannot redraw: drawn from the runs' metrics.jsonl, which a record does not hold
-RUN_LOG_FIGURES = ("training_curves.png",)
+# figures a record cannot redraw: drawn from the runs' metrics.jsonl and probes.jsonl (the hard-token probes too),
+# which a record does not hold
+RUN_LOG_FIGURES = ("training_curves.png", "probes.png")
 
 
 def make_record(sweep_dir: str | Path, out: str | Path) -> Path:
