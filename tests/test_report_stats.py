@@ -124,8 +124,13 @@ def test_baselines_flag_the_collapsed_point_at_the_majority_rate(esci_sweep):
     assert baseline(sweep, collapsed, "arc_easy").chance == 0.25  # four choices per item
     assert baseline(sweep, collapsed, "codelength_alpaca") is None
     text = "\n".join(report.baseline_lines(sweep))
-    assert "**esci** (20 items): chance 25.0 %, majority class 'Irrelevant' 40.0 %." in text
-    assert "| sft_lr5e-05_seed0 | 40.0 | 0.143 | Irrelevant: 20 | collapsed onto 'Irrelevant'; ≤ majority |" in text
+    # macro-F1's chance level, 2 n_c / (N + K n_c) averaged over the four labels, and always answering the majority
+    assert b.guess_macro_f1 == pytest.approx(np.mean([2 * n / (20 + 4 * n) for n in (8, 6, 4, 2)]))
+    assert b.majority_macro_f1 == pytest.approx(b.macro_f1)  # this point does answer the majority every time
+    assert ("**esci** (20 items): chance 25.0 %, majority class 'Irrelevant' 40.0 %; macro-F1 of a uniform random "
+            "guess 0.236, always 'Irrelevant' 0.143.") in text
+    assert ("| sft_lr5e-05_seed0 | 40.0 | 0.143 | Irrelevant: 20 | collapsed onto 'Irrelevant'; ≤ majority; "
+            "macro-F1 ≤ random guess |") in text
     # 19 of 20 is 95 %: collapsed too, and 40 % is still not above the majority rate
     assert "| sft_lr5e-05_seed1 | 40.0 |" in text and "Irrelevant: 19, Exact: 1 | collapsed onto 'Irrelevant'" in text
 

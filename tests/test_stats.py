@@ -282,6 +282,23 @@ def test_macro_f1_hand_cases():
         stats.macro_f1(["a", "b"], ["a"])
 
 
+def test_uniform_guess_macro_f1_is_the_macro_f1_of_the_expected_confusion_counts():
+    # each label's items answered with every label equally often: the expected confusion counts exactly
+    counts = {"E": 8, "S": 12, "C": 4, "I": 16}
+    gold = [c for c, n in counts.items() for _ in range(n)]
+    spread = [lab for c, n in counts.items() for lab in list(counts) * (n // 4)]
+    assert stats.uniform_guess_macro_f1(gold) == pytest.approx(stats.macro_f1(gold, spread))
+    # and the mean macro-F1 of many random guesses (a ratio, so only close to it) on ESCI-like proportions
+    rng = np.random.default_rng(0)
+    gold = ["I"] * 194 + ["S"] * 174 + ["E"] * 140 + ["C"] * 13
+    guesses = [stats.macro_f1(gold, list(rng.choice(list("ESCI"), len(gold)))) for _ in range(300)]
+    assert stats.uniform_guess_macro_f1(gold, list("ESCI")) == pytest.approx(np.mean(guesses), abs=0.003)
+    # a label with no gold items still counts as one of the K guesses (F1 0)
+    assert stats.uniform_guess_macro_f1(["a", "a"], ["a", "b"]) == pytest.approx((2 * 2 / (2 + 2 * 2) + 0) / 2)
+    with pytest.raises(ValueError):
+        stats.uniform_guess_macro_f1([])
+
+
 def test_label_distribution_and_collapse():
     preds = ["x"] * 9 + ["y"]
     assert stats.label_distribution(preds) == {"x": 9, "y": 1}

@@ -48,8 +48,10 @@ def _delta(value: float | None, base: float | None, percent: bool = True) -> str
 
 
 def baseline_lines(sweep: Sweep) -> list[str]:
-    """Per classification task: chance and majority rates on the items evaluated, then every point's score,
-    macro-F1 and predicted-label distribution, flagged when collapsed (>= 90 % one label) or at/below majority."""
+    """Per classification task: chance and majority rates on the items evaluated (and macro-F1's two levels: a
+    uniform random guess, always the majority label), then every point's score, macro-F1 and predicted-label
+    distribution, flagged when collapsed (>= 90 % one label), at/below majority, or with a macro-F1 no better than
+    a random guess's."""
     lines = []
     everyone = [p for p in [sweep.base, *sweep.points] if p is not None]
     for task in sweep.score_tasks([*sweep.domain, *sweep.general]):
@@ -60,8 +62,13 @@ def baseline_lines(sweep: Sweep) -> list[str]:
         ref = rows[0][1]
         n = len(rows[0][0].samples.get(task) or []) or None
         chance = "—" if ref.chance is None else f"{100 * ref.chance:.1f} %"
+        f1_levels = ""
+        if ref.guess_macro_f1 is not None:
+            always = "" if ref.majority_macro_f1 is None else (
+                f", always {ref.majority_label!r} {ref.majority_macro_f1:.3f}")
+            f1_levels = f"; macro-F1 of a uniform random guess {ref.guess_macro_f1:.3f}{always}"
         lines += [f"**{task}** ({n or '?'} items): chance {chance}, majority class {ref.majority_label!r} "
-                  f"{100 * ref.majority:.1f} %.", "",
+                  f"{100 * ref.majority:.1f} %{f1_levels}.", "",
                   "| point | score (%) | macro-F1 | predictions | flag |", "|---|---|---|---|---|"]
         for point, b in rows:
             share = ", ".join(f"{k}: {v}" for k, v in list(b.distribution.items())[:4])
@@ -70,6 +77,8 @@ def baseline_lines(sweep: Sweep) -> list[str]:
                 flags.append("≤ majority")
             if b.chance is not None and point.scores[task] < b.chance:
                 flags.append("< chance")
+            if b.macro_f1 is not None and b.guess_macro_f1 is not None and b.macro_f1 <= b.guess_macro_f1:
+                flags.append("macro-F1 ≤ random guess")
             f1 = "—" if b.macro_f1 is None else f"{b.macro_f1:.3f}"
             lines.append(f"| {point.name} | {100 * point.scores[task]:.1f} | {f1} | {share} | {'; '.join(flags)} |")
         lines.append("")

@@ -23,6 +23,8 @@ class Baseline:
     macro_f1: float | None
     distribution: dict
     collapsed: object  # the label >= COLLAPSE_THRESHOLD of the predictions share, or None
+    guess_macro_f1: float | None = None  # macro-F1's chance level: a uniform random guess (from the samples' gold)
+    majority_macro_f1: float | None = None  # macro-F1 of answering the majority label for every item
 
 
 def _prediction(row: dict, metric: str):
@@ -49,7 +51,8 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
     if "majority,none" in metrics:
         distribution = metrics.get("pred_distribution") or (stats.label_distribution(preds) if rows else {})
         return Baseline(metrics.get("chance,none"), metrics["majority,none"], metrics.get("majority_label"),
-                        metrics.get("macro_f1,none"), distribution, _collapsed_label(distribution))
+                        metrics.get("macro_f1,none"), distribution, _collapsed_label(distribution),
+                        *_macro_f1_baselines(gold, preds, metrics.get("majority_label")) if hashable else ())
     if not (multiple_choice or label_task):
         return None
     if multiple_choice:
@@ -62,7 +65,18 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
     if f1 is None and label_task:
         f1 = stats.macro_f1(gold, preds)
     distribution = stats.label_distribution(preds)
-    return Baseline(chance, rate, label, f1, distribution, _collapsed_label(distribution))
+    return Baseline(chance, rate, label, f1, distribution, _collapsed_label(distribution),
+                    *_macro_f1_baselines(gold, preds, label))
+
+
+def _macro_f1_baselines(gold: list, preds: list, majority_label) -> tuple[float, float | None]:
+    """Macro-F1 of a uniform random guess and of always answering the majority label, over the labels the point's
+    macro-F1 counts (gold and predicted: sklearn's union)."""
+    labels = sorted({x for x in [*gold, *preds] if x is not None}, key=str)
+    always = None
+    if majority_label in labels:
+        always = stats.macro_f1(gold, [majority_label] * len(gold), labels)
+    return stats.uniform_guess_macro_f1(gold, labels), always
 
 
 def _collapsed_label(distribution: dict):

@@ -464,6 +464,17 @@ def macro_f1(gold: Sequence[Hashable], pred: Sequence[Hashable], labels: Sequenc
     return mean([v["f1"] for v in per_label.values()])
 
 
+def uniform_guess_macro_f1(gold: Sequence[Hashable], labels: Sequence[Hashable] | None = None) -> float:
+    """Macro-F1 of answering one of the K ``labels`` uniformly at random, from the expected confusion counts (label
+    c with n_c of N items: TP = n_c / K, FP = (N - n_c) / K, FN = n_c - n_c / K, so F1_c = 2 n_c / (N + K n_c)). The
+    chance level of macro-F1: unlike accuracy's 1 / K it depends on how the gold labels are spread. ``labels``
+    default: the gold labels."""
+    if not gold:
+        raise ValueError("uniform_guess_macro_f1 of no labels")
+    counts, order = Counter(gold), _label_order(gold, labels)
+    return mean([2 * counts[c] / (len(gold) + len(order) * counts[c]) for c in order])
+
+
 def collapsed_label(distribution: dict, threshold: float = COLLAPSE_THRESHOLD) -> Hashable | None:
     """The key of a :func:`label_distribution` holding at least ``threshold`` of its counts (the model answers one
     thing whatever the input; ``NO_LABEL`` when that one thing is no label at all), else None."""
