@@ -16,7 +16,7 @@ RECORDS = sorted(p.name for p in RESULTS.iterdir() if (p / "results.json").is_fi
 
 
 def test_the_committed_records_are_found():
-    assert {"esci_smollm2", "esci_smollm2_small"} <= set(RECORDS)
+    assert {"esci_smollm2", "esci_smollm2_small", "study_math_smollm2", "study_esci_smollm2"} <= set(RECORDS)
 
 
 @pytest.mark.parametrize("name", RECORDS)

@@ -371,6 +371,19 @@ def test_the_verdicts_say_what_each_finding_comes_to(esci_sweep, monkeypatch):
     # TALR vs SFT at the largest gain both curves reach (the guidelines' matched gain, as a 95 % interval)
     assert ("SFT's cost minus TALR's: -4.3 points, 95 % CI [-15.8, +7.1]: **cannot be told at this N** (the data "
             "exclude an effect in the predicted direction larger than 7.1 points)") in text
+    # LoRA and TALR on LoRA at one rate (copies of the sft and talr runs at 5e-5): sft's collapsed, so no trade-off
+    for method, source in (("lora", "sft"), ("lora_talr", "talr")):
+        for seed in (0, 1):
+            target = esci_sweep / "runs" / f"{method}_lr5e-05_seed{seed}"
+            shutil.copytree(esci_sweep / "runs" / f"{source}_lr5e-05_seed{seed}", target)
+            point = json.loads((target / "point.json").read_text())
+            (target / "point.json").write_text(json.dumps({**point, "name": target.name, "method": method}))
+    text = verdicts()
+    assert "Finding 2 on LoRA (accuracy, lr 5e-05, equal rate)" in text
+    assert "; but lora learnt no domain gain (see Sanity baselines), so this is no trade-off: **cannot be told**" in text
+    # no gain anywhere: nothing on either curve to match
+    monkeypatch.setattr(report_verdicts, "no_gain_reasons", lambda sweep, point: ["no gain"])
+    assert "no domain gain on TALR's or SFT's learning-rate curve to match: **cannot be told**" in verdicts()
     # counted as a gain, the large rate's general accuracy fell 17.5 points against 2.5 at the small rate
     monkeypatch.setattr(report_verdicts, "no_gain_reasons", lambda sweep, point: [])
     text = verdicts()

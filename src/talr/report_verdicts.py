@@ -282,6 +282,9 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
         if matched is None or matched.gain <= 0:
             if both:
                 lines.append(head + "their domain gains do not overlap, or are no gains: **cannot be told**.")
+            elif {"talr", "sft"} <= {m for m, _ in groups}:
+                lines.append(head + f"({left_out(talr_curve, sft_curve).removeprefix('; ')}) no domain gain on "
+                             "TALR's or SFT's learning-rate curve to match: **cannot be told**.")
         else:
             dropped = left_out(talr_curve, sft_curve).removeprefix("; ")
             lines.append(head + (f"({dropped}) " if dropped else "")
@@ -298,11 +301,18 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
             g_talr, g_lora = change(point, "general"), change(lora, "general")
             if None in (g_talr, g_lora):
                 continue
+            verdict = _verdict(g_talr - g_lora, scale * cmp.stderr if cmp else None, fmt, unit)
+            # a point that learnt no domain gain has no trade-off to compare: its general cost is all it shows
+            unlearnt = [p.method for p in (point, lora) if side_kind("domain", kind) == "score"
+                        and no_gain_reasons(sweep, p)]
+            if unlearnt:
+                verdict = (verdict.rpartition(":")[0] + f"; but {' and '.join(unlearnt)} learnt no domain gain (see "
+                           "Sanity baselines), so this is no trade-off: **cannot be told**")
             lines.append(f"- **Finding 2 on LoRA ({axis}, lr {lr:g}, equal rate)**: the general side changed "
                          f"{fmt.format(g_talr)} {unit} under TALR on LoRA (domain "
                          f"{dfmt.format(change(point, 'domain') or 0.0)} {domain_unit}) and {fmt.format(g_lora)} "
                          f"under LoRA (domain {dfmt.format(change(lora, 'domain') or 0.0)}); TALR minus LoRA: "
-                         + _verdict(g_talr - g_lora, scale * cmp.stderr if cmp else None, fmt, unit) + ".")
+                         + verdict + ".")
     return lines
 
 
