@@ -72,7 +72,7 @@ def baseline(sweep: Sweep, point: Point, task: str) -> Baseline | None:
 def _macro_f1_baselines(gold: list, preds: list, majority_label) -> tuple[float, float | None]:
     """Macro-F1 of a uniform random guess and of always answering the majority label, over the labels the point's
     macro-F1 counts (gold and predicted: sklearn's union)."""
-    labels = sorted({x for x in [*gold, *preds] if x is not None}, key=str)
+    labels = stats.scored_labels(gold, preds)
     always = None
     if majority_label in labels:
         always = stats.macro_f1(gold, [majority_label] * len(gold), labels)

@@ -206,12 +206,15 @@ def side_unit(sweep: Sweep, side: str, kind: str) -> str:
     return units.pop() if len(units) == 1 else "bits per token or byte"
 
 
-def _verdict(difference: float, stderr: float | None, fmt: str, unit: str) -> str:
+def _verdict(difference: float, stderr: float | None, fmt: str, unit: str, caveat: str | None = None) -> str:
     """'d, 95 % CI [a, b]: holds / does not hold / cannot be told at this N' for a difference whose positive sign is
-    what the finding predicts."""
+    what the finding predicts; with a ``caveat``, 'd, 95 % CI [a, b]; caveat' (the interval is not a verdict)."""
     if stderr is None or not stderr == stderr:
-        return f"{fmt.format(difference)} {unit}, no error for it: **cannot be told**"
+        interval = f"{fmt.format(difference)} {unit}, no error for it"
+        return f"{interval}; {caveat}" if caveat else f"{interval}: **cannot be told**"
     low, high = difference - Z95 * stderr, difference + Z95 * stderr
+    if caveat:
+        return f"{fmt.format(difference)} {unit}, 95 % CI [{fmt.format(low)}, {fmt.format(high)}]; {caveat}"
     call = ("**holds**" if low > 0 else "**does not hold** (the opposite is measured)" if high < 0 else
             f"**cannot be told at this N** (the data exclude an effect in the predicted direction larger than "
             f"{fmt.format(high).lstrip('+')} {unit})")
@@ -301,13 +304,12 @@ def finding_verdicts(sweep: Sweep) -> list[str]:
             g_talr, g_lora = change(point, "general"), change(lora, "general")
             if None in (g_talr, g_lora):
                 continue
-            verdict = _verdict(g_talr - g_lora, scale * cmp.stderr if cmp else None, fmt, unit)
             # a point that learnt no domain gain has no trade-off to compare: its general cost is all it shows
             unlearnt = [p.method for p in (point, lora) if side_kind("domain", kind) == "score"
                         and no_gain_reasons(sweep, p)]
-            if unlearnt:
-                verdict = (verdict.rpartition(":")[0] + f"; but {' and '.join(unlearnt)} learnt no domain gain (see "
-                           "Sanity baselines), so this is no trade-off: **cannot be told**")
+            caveat = (f"but {' and '.join(unlearnt)} learnt no domain gain (see Sanity baselines), so this is no "
+                      "trade-off: **cannot be told**") if unlearnt else None
+            verdict = _verdict(g_talr - g_lora, scale * cmp.stderr if cmp else None, fmt, unit, caveat)
             lines.append(f"- **Finding 2 on LoRA ({axis}, lr {lr:g}, equal rate)**: the general side changed "
                          f"{fmt.format(g_talr)} {unit} under TALR on LoRA (domain "
                          f"{dfmt.format(change(point, 'domain') or 0.0)} {domain_unit}) and {fmt.format(g_lora)} "

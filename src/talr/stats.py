@@ -432,6 +432,12 @@ def majority_rate(gold: Sequence[Hashable], labels: Sequence[Hashable] | None = 
     return label, counts[label] / len(gold)
 
 
+def scored_labels(gold: Sequence[Hashable], pred: Sequence[Hashable]) -> list:
+    """The labels F1 is averaged over when none are given: every gold or predicted label except None (sklearn's
+    union), sorted by their text."""
+    return sorted({x for x in [*gold, *pred] if x is not None}, key=str)
+
+
 def per_label_f1(gold: Sequence[Hashable], pred: Sequence[Hashable],
                  labels: Sequence[Hashable] | None = None) -> dict:
     """Per label: precision, recall, F1 = 2TP / (2TP + FP + FN) and support; a 0/0 is 0 (sklearn's
@@ -440,7 +446,7 @@ def per_label_f1(gold: Sequence[Hashable], pred: Sequence[Hashable],
     if len(gold) != len(pred):
         raise ValueError(f"{len(gold)} gold labels but {len(pred)} predictions")
     if labels is None:
-        labels = sorted({x for x in [*gold, *pred] if x is not None}, key=str)
+        labels = scored_labels(gold, pred)
     out = {}
     for label in labels:
         tp = sum(g == label and p == label for g, p in zip(gold, pred))
